@@ -1,0 +1,264 @@
+"""The audio front end in torch: STFT -> 128-band mel -> dB -> per-bin standardization -> 2.5 s slices.
+
+It reproduces ``librosa.feature.melspectrogram(sr=22050, n_fft=1024, hop_length=256,
+n_mels=128)`` followed by ``librosa.power_to_db(ref=1.0, amin=1e-10, top_db=80)``
+(centred frames, zero padding, Hann window, Slaney mel filters), batched and on
+any torch device. The ``top_db`` floor is taken relative to the loudest bin of the
+whole track, both channels together, exactly as librosa does on a ``(2, n)`` array.
+
+Long audio is transformed block by block with :class:`MelStream`, which gives the
+same frames as a transform of the whole signal.
+
+Examples
+--------
+>>> import numpy as np
+>>> from mtlmusic.frontend import mel_power, power_to_db, slice_frames
+>>> S = mel_power(np.zeros((2, 22050 * 3), dtype=np.float32))
+>>> S.shape
+torch.Size([2, 259, 128])
+>>> slice_frames(power_to_db(S), pad_value=-100.0).shape
+torch.Size([2, 2, 216, 128])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from .audio import SAMPLE_RATE, audio_info, load_audio, stream_audio
+
+N_FFT = 1024
+HOP_LENGTH = 256
+N_MELS = 128
+#: Frames per 2.5 s slice: int(2.5 * 22050 / 256) + 1.
+SLICE_FRAMES = 216
+#: Seconds between the starts of consecutive slices.
+SLICE_SECONDS = SLICE_FRAMES * HOP_LENGTH / SAMPLE_RATE
+AMIN = 1e-10
+TOP_DB = 80.0
+#: Frames transformed at once by :class:`MelStream` (bounds its memory).
+CHUNK_FRAMES = 4096
+#: Files longer than this (in seconds) are decoded twice rather than held in memory:
+#: once to find the loudest bin (the ``top_db`` reference), once to transform.
+LONG_AUDIO_SECONDS = 600.0
+
+
+@lru_cache(maxsize=1)
+def mel_filters() -> np.ndarray:
+    """The ``(128, 513)`` Slaney-normalised mel filter bank (librosa's defaults, fmax = 11,025 Hz)."""
+    import librosa
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=0.0, fmax=SAMPLE_RATE / 2)
+
+
+class MelSpectrogram(nn.Module):
+    """Power mel spectrogram of already padded frames: ``(..., n) -> (..., frames, 128)``.
+
+    Frame ``t`` covers samples ``[t * 256, t * 256 + 1024)`` of the input; padding
+    for centred frames is the caller's job (see :class:`MelStream`).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
+        self.register_buffer("filters", torch.from_numpy(mel_filters()).T.contiguous(), persistent=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        batch_shape = y.shape[:-1]
+        spec = torch.stft(y.reshape(-1, y.shape[-1]), N_FFT, HOP_LENGTH, window=self.window,
+                          center=False, return_complex=True)
+        power = spec.real.square() + spec.imag.square()  # (b, 513, frames)
+        mel = power.transpose(1, 2) @ self.filters       # (b, frames, 128)
+        return mel.reshape(*batch_shape, *mel.shape[1:])
+
+
+@lru_cache(maxsize=4)
+def _mel_module(device: str) -> MelSpectrogram:
+    return MelSpectrogram().to(device)
+
+
+class MelStream:
+    """Centred mel frames of a signal that arrives in blocks.
+
+    Push ``(2, k)`` blocks in order; each call returns the frames that are
+    complete so far as a ``(2, frames, 128)`` tensor. After the last block,
+    :meth:`finish` returns the remaining frames. Altogether the frames equal
+    those of the whole signal: ``1 + n // 256`` of them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(0).standard_normal((2, 5000)).astype(np.float32)
+    >>> stream = MelStream()
+    >>> parts = [stream.push(y[:, :1234]), stream.push(y[:, 1234:]), stream.finish()]
+    >>> torch.allclose(torch.cat(parts, dim=1), mel_power(y), rtol=1e-4, atol=1e-6)
+    True
+    """
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self._mel = _mel_module(str(self.device))
+        self._buffer = torch.zeros(2, N_FFT // 2, device=self.device)
+        self.n_samples = 0
+
+    def push(self, block) -> torch.Tensor:
+        """Add the next ``(2, k)`` samples; return the frames completed by them."""
+        block = torch.as_tensor(block, dtype=torch.float32).to(self.device)
+        self.n_samples += block.shape[1]
+        self._buffer = torch.cat([self._buffer, block], dim=1)
+        return self._take_frames()
+
+    def finish(self) -> torch.Tensor:
+        """Pad the end (centred frames) and return the last frames."""
+        self._buffer = torch.cat([self._buffer, torch.zeros(2, N_FFT // 2, device=self.device)], dim=1)
+        return self._take_frames()
+
+    def _take_frames(self) -> torch.Tensor:
+        n_frames = max(0, (self._buffer.shape[1] - N_FFT) // HOP_LENGTH + 1)
+        parts = []
+        for start in range(0, n_frames, CHUNK_FRAMES):
+            count = min(CHUNK_FRAMES, n_frames - start)
+            first = start * HOP_LENGTH
+            parts.append(self._mel(self._buffer[:, first:first + (count - 1) * HOP_LENGTH + N_FFT]))
+        self._buffer = self._buffer[:, n_frames * HOP_LENGTH:]
+        return torch.cat(parts, dim=1) if parts else torch.zeros(2, 0, N_MELS, device=self.device)
+
+
+def mel_power(y, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Power mel spectrogram of a whole signal ``(2, n) -> (2, 1 + n // 256, 128)``.
+
+    Equal (to float32 precision) to ``librosa.feature.melspectrogram(y=y, sr=22050,
+    n_fft=1024, hop_length=256, n_mels=128)`` transposed to (channel, time, mel).
+    """
+    stream = MelStream(device)
+    first = stream.push(y)
+    return torch.cat([first, stream.finish()], dim=1)
+
+
+def power_to_db(S: torch.Tensor, max_power: float | None = None) -> torch.Tensor:
+    """``10 log10(max(S, 1e-10))`` floored at 80 dB below the loudest bin.
+
+    ``max_power`` is the loudest bin of the whole track; it defaults to ``S.max()``
+    (pass it when ``S`` is only part of a track).
+    """
+    db = 10.0 * torch.log10(torch.clamp(S, min=AMIN))
+    return torch.maximum(db, torch.as_tensor(db_floor(S.max().item() if max_power is None else max_power),
+                                             device=db.device))
+
+
+def db_floor(max_power: float) -> float:
+    """The dB value of the ``top_db`` floor (and of digital silence) for a track whose loudest bin is ``max_power``."""
+    return 10.0 * float(np.log10(max(max_power, AMIN))) - TOP_DB
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-mel-bin standardization: ``(X - mean) / max(std, 1e-10)`` with 128 values each.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scaler = Scaler(torch.full((128,), -40.0), torch.full((128,), 20.0))
+    >>> scaler(torch.full((1, 3, 128), -20.0)).unique()
+    tensor([1.])
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __post_init__(self):
+        if self.mean.shape != (N_MELS,) or self.std.shape != (N_MELS,):
+            raise ValueError(f"Scaler needs {N_MELS} means and stds, got {tuple(self.mean.shape)} "
+                             f"and {tuple(self.std.shape)}.")
+
+    def __call__(self, db: torch.Tensor) -> torch.Tensor:
+        mean = self.mean.to(db.device, db.dtype)
+        std = torch.clamp(self.std.to(db.device, db.dtype), min=AMIN)
+        return (db - mean) / std
+
+    @classmethod
+    def identity(cls) -> "Scaler":
+        """A scaler that leaves dB values unchanged (mean 0, std 1)."""
+        return cls(torch.zeros(N_MELS), torch.ones(N_MELS))
+
+
+def slice_frames(x: torch.Tensor, pad_value: float) -> torch.Tensor:
+    """Cut ``(2, frames, 128)`` into non-overlapping ``(n, 2, 216, 128)`` slices.
+
+    The last partial slice (and a track shorter than one slice) is padded with
+    ``pad_value``: the value digital silence takes after the same transform.
+    """
+    n_slices = max(1, -(-x.shape[1] // SLICE_FRAMES))
+    missing = n_slices * SLICE_FRAMES - x.shape[1]
+    if missing:
+        x = torch.cat([x, x.new_full((x.shape[0], missing, x.shape[2]), pad_value)], dim=1)
+    return x.reshape(x.shape[0], n_slices, SLICE_FRAMES, x.shape[2]).transpose(0, 1)
+
+
+def track_slices(source, sr: int | None = None, scaler: Scaler | None = None,
+                 device: str | torch.device = "cpu", chunk_slices: int = 64) -> Iterator[torch.Tensor]:
+    """Standardized slices of one track, ``(k, 2, 216, 128)`` tensors of at most ``chunk_slices`` slices.
+
+    The front end's entry point: a file or an array in, network input out, in
+    track order. Memory stays bounded for files of any length: files longer
+    than :data:`LONG_AUDIO_SECONDS` are decoded twice instead of being held.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> chunks = list(track_slices(np.zeros(22050 * 6, dtype=np.float32), sr=22050))
+    >>> [tuple(c.shape) for c in chunks]
+    [(3, 2, 216, 128)]
+    """
+    scaler = scaler or Scaler.identity()
+    if isinstance(source, (str, os.PathLike)):
+        duration = audio_info(source).duration
+        if not duration <= LONG_AUDIO_SECONDS:  # also when the duration is unknown (NaN)
+            max_power = max(chunk.max().item() for chunk in _mel_chunks(stream_audio(source), device))
+            frames: Iterable[torch.Tensor] = _mel_chunks(stream_audio(source), device)
+        else:
+            frames = list(_mel_chunks(stream_audio(source), device))
+            max_power = max(chunk.max().item() for chunk in frames)
+    else:
+        frames = list(_mel_chunks([load_audio(source, sr)], device))
+        max_power = max(chunk.max().item() for chunk in frames)
+    yield from _standardized_slices(frames, max_power, scaler, chunk_slices)
+
+
+def _mel_chunks(blocks: Iterable[np.ndarray], device) -> Iterator[torch.Tensor]:
+    stream = MelStream(device)
+    for block in blocks:
+        frames = stream.push(block)
+        if frames.shape[1]:
+            yield frames
+    yield stream.finish()
+
+
+def _standardized_slices(frames: Iterable[torch.Tensor], max_power: float, scaler: Scaler,
+                         chunk_slices: int) -> Iterator[torch.Tensor]:
+    chunk_frames = chunk_slices * SLICE_FRAMES
+    pending: torch.Tensor | None = None
+    emitted = False
+    for chunk in frames:
+        db = power_to_db(chunk, max_power)
+        pending = db if pending is None else torch.cat([pending, db], dim=1)
+        while pending.shape[1] >= chunk_frames:
+            yield scaler(slice_frames(pending[:, :chunk_frames], 0.0))
+            pending, emitted = pending[:, chunk_frames:], True
+    if pending is not None and (pending.shape[1] or not emitted):
+        yield scaler(slice_frames(pending, db_floor(max_power)))
+
+
+def slice_start_times(n_slices: int) -> np.ndarray:
+    """Start time in seconds of each of ``n_slices`` consecutive slices.
+
+    >>> slice_start_times(3).round(3)
+    array([0.   , 2.508, 5.016])
+    """
+    return np.arange(n_slices) * SLICE_SECONDS

@@ -1,0 +1,192 @@
+"""A loaded model: front end + network + aggregation over slices.
+
+:class:`Model` turns audio into the study's track representation: every 2.5 s
+slice goes through the network, and the fc-feature activations are aggregated
+by mean and (population) standard deviation over the slices, giving
+``2 x d x m`` values per track (``m`` representation blocks of ``d = 256``).
+
+Examples
+--------
+>>> import numpy as np, mtlmusic
+>>> from mtlmusic.architectures import build_network
+>>> from mtlmusic.frontend import Scaler
+>>> model = mtlmusic.Model(build_network("MS-CR@2", ["self", "bpm"]), Scaler.identity())
+>>> model.extract(np.zeros(22050 * 4, dtype=np.float32), sr=22050).shape
+(1024,)
+>>> model.feature_names[model.feature_slice("bpm", "std")][0]
+'std.bpm.000'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .architectures import MultiTaskNetwork
+from .errors import ConfigError
+from .frontend import Scaler, slice_start_times, track_slices
+from .modelfile import feature_names, load_model_file, save_model_file
+
+
+@dataclass(frozen=True)
+class SliceFeatures:
+    """Per-slice representation of one track: ``features`` (n_slices x d*m) and slice ``times`` (seconds)."""
+
+    features: np.ndarray
+    times: np.ndarray
+
+
+def default_device() -> str:
+    """``"cuda"`` when a CUDA device is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Model:
+    """A representation model ready for extraction.
+
+    Parameters
+    ----------
+    network : MultiTaskNetwork
+        The network; it is put in eval mode.
+    scaler : Scaler
+        Per-mel-bin standardization of the front end.
+    config : dict, optional
+        The model file's config (name, info, ...).
+    device : str or torch.device, optional
+        Where to run; defaults to CUDA when available.
+    batch_size : int
+        Slices per forward pass.
+    """
+
+    def __init__(self, network: MultiTaskNetwork, scaler: Scaler, config: dict[str, Any] | None = None,
+                 device: str | torch.device | None = None, batch_size: int = 64):
+        self.device = torch.device(device or default_device())
+        self.network = network.eval().to(self.device)
+        self.scaler = Scaler(scaler.mean.to(self.device), scaler.std.to(self.device))
+        self.config = dict(config or {})
+        self.batch_size = int(batch_size)
+
+    @property
+    def name(self) -> str | None:
+        """The model's name, when it has one."""
+        return self.config.get("name")
+
+    @property
+    def architecture(self) -> str:
+        """One of ``SS-R``, ``MSS-CR``, ``MS-CR@2``, ``MS-CR@4``, ``MS-CR@6``, ``MS-SR@FC``."""
+        return self.network.architecture
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The learning sources the network was trained on."""
+        return self.network.sources
+
+    @property
+    def representation_blocks(self) -> tuple[str, ...]:
+        """Names of the d-sized blocks of one slice's representation (sources, or ``shared``)."""
+        return self.network.representation_blocks
+
+    @property
+    def dim(self) -> int:
+        """Length of one track's feature vector: 2 (mean, std) x d x m."""
+        return 2 * self.network.representation_dim
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``stat.block.index`` for every feature, e.g. ``'mean.bpm.007'``."""
+        return feature_names(self.representation_blocks)
+
+    def feature_slice(self, block: str, stat: str = "mean") -> slice:
+        """Where one block's ``'mean'`` or ``'std'`` values sit in a feature vector.
+
+        >>> # features[model.feature_slice("tag", "mean")] -> the 256 tag means
+        """
+        if block not in self.representation_blocks or stat not in ("mean", "std"):
+            raise ConfigError(f"No block {block!r} / stat {stat!r}: blocks are {list(self.representation_blocks)}, "
+                              "stats 'mean' and 'std'.")
+        d = self.network.representation_dim // len(self.representation_blocks)
+        start = (0 if stat == "mean" else self.network.representation_dim) + self.representation_blocks.index(block) * d
+        return slice(start, start + d)
+
+    def to(self, device: str | torch.device) -> "Model":
+        """Move the model to ``device`` (returns self)."""
+        self.device = torch.device(device)
+        self.network.to(self.device)
+        self.scaler = Scaler(self.scaler.mean.to(self.device), self.scaler.std.to(self.device))
+        return self
+
+    @torch.inference_mode()
+    def _slice_features(self, source, sr: int | None):
+        """Yield the network's representation of each chunk of slices of one track."""
+        for chunk in track_slices(source, sr, self.scaler, self.device, chunk_slices=self.batch_size):
+            yield self.network.features(chunk).float()
+
+    def extract(self, audio, sr: int | None = None) -> np.ndarray:
+        """Aggregated features of one track (a vector) or of several (an N x D array).
+
+        Parameters
+        ----------
+        audio : path, array, or a list of them
+            A file path, a waveform ``(n,)`` / ``(channels, n)`` with ``sr``, or a
+            list of paths (or arrays) for a batch.
+        sr : int, optional
+            Sample rate of array input.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(D,)`` for one track, ``(N, D)`` for a list; ``D`` = :attr:`dim`.
+
+        Examples
+        --------
+        >>> # model.extract("song.mp3").shape  -> (model.dim,)
+        >>> # model.extract(["a.mp3", "b.flac"]).shape  -> (2, model.dim)
+        """
+        if isinstance(audio, (list, tuple)):
+            if not audio:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            return np.stack([self._extract_one(item, sr) for item in audio])
+        return self._extract_one(audio, sr)
+
+    def _extract_one(self, audio, sr: int | None) -> np.ndarray:
+        total = total_sq = None
+        count = 0
+        for features in self._slice_features(audio, sr):
+            features = features.double()
+            part, part_sq = features.sum(0), features.square().sum(0)
+            total = part if total is None else total + part
+            total_sq = part_sq if total_sq is None else total_sq + part_sq
+            count += features.shape[0]
+        mean = total / count
+        std = torch.sqrt(torch.clamp(total_sq / count - mean.square(), min=0.0))
+        return torch.cat([mean, std]).float().cpu().numpy()
+
+    def extract_slices(self, audio, sr: int | None = None) -> SliceFeatures:
+        """Per-slice features of one track with each slice's start time in seconds.
+
+        >>> # sf = model.extract_slices("song.mp3"); sf.features.shape, sf.times[:2]
+        """
+        if isinstance(audio, (list, tuple)):
+            raise ConfigError("extract_slices takes one track; call it once per file.")
+        features = torch.cat(list(self._slice_features(audio, sr))).cpu().numpy()
+        return SliceFeatures(features, slice_start_times(features.shape[0]))
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the model to a file that :func:`mtlmusic.load_model` reads."""
+        save_model_file(path, self.network, self.scaler, name=self.name, info=self.config.get("info"),
+                        overwrite=overwrite)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Model":
+        """Load a model file (see :mod:`mtlmusic.modelfile`)."""
+        network, scaler, config = load_model_file(path)
+        return cls(network, scaler, config, device=device)
+
+    def __repr__(self) -> str:
+        return (f"Model(name={self.name!r}, architecture={self.architecture!r}, sources={list(self.sources)}, "
+                f"dim={self.dim}, device={str(self.device)!r})")
+
