@@ -153,8 +153,12 @@ def power_to_db(S: torch.Tensor, max_power: float | None = None) -> torch.Tensor
 
 
 def db_floor(max_power: float) -> float:
-    """The dB value of the ``top_db`` floor (and of digital silence) for a track whose loudest bin is ``max_power``."""
-    return 10.0 * float(np.log10(max(max_power, AMIN))) - TOP_DB
+    """The lowest dB value of a track whose loudest bin is ``max_power``: what digital silence becomes.
+
+    >>> db_floor(1.0), db_floor(0.0)
+    (-80.0, -100.0)
+    """
+    return max(10.0 * float(np.log10(max(max_power, AMIN))) - TOP_DB, 10.0 * float(np.log10(AMIN)))
 
 
 @dataclass(frozen=True)
