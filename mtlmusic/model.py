@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,10 @@ import numpy as np
 import torch
 
 from .architectures import MultiTaskNetwork
-from .errors import ConfigError
+from .errors import AudioError, ConfigError
 from .frontend import Scaler, slice_start_times, track_slices
 from .modelfile import feature_names, load_model_file, save_model_file
+from .nets import fold_batchnorm
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,35 @@ class SliceFeatures:
 
     features: np.ndarray
     times: np.ndarray
+
+
+class RunningStats:
+    """Mean and population std over slices, accumulated chunk by chunk (float64).
+
+    >>> import torch
+    >>> stats = RunningStats()
+    >>> stats.add(torch.tensor([[1.0], [3.0]])); stats.add(torch.tensor([[5.0]]))
+    >>> stats.aggregate()
+    array([3.       , 1.6329932], dtype=float32)
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.total = self.total_sq = None
+
+    def add(self, features: torch.Tensor) -> None:
+        """Add ``(n, d)`` per-slice features."""
+        features = features.double()
+        part, part_sq = features.sum(0), features.square().sum(0)
+        self.total = part if self.total is None else self.total + part
+        self.total_sq = part_sq if self.total_sq is None else self.total_sq + part_sq
+        self.count += features.shape[0]
+
+    def aggregate(self) -> np.ndarray:
+        """``[mean, std]`` concatenated, float32."""
+        mean = self.total / self.count
+        std = torch.sqrt(torch.clamp(self.total_sq / self.count - mean.square(), min=0.0))
+        return torch.cat([mean, std]).float().cpu().numpy()
 
 
 def default_device() -> str:
@@ -64,11 +95,11 @@ class Model:
 
     def __init__(self, network: MultiTaskNetwork, scaler: Scaler, config: dict[str, Any] | None = None,
                  device: str | torch.device | None = None, batch_size: int = 64):
-        self.device = torch.device(device or default_device())
-        self.network = network.eval().to(self.device)
-        self.scaler = Scaler(scaler.mean.to(self.device), scaler.std.to(self.device))
+        self.network = network.eval()
+        self.scaler = scaler
         self.config = dict(config or {})
         self.batch_size = int(batch_size)
+        self.to(device or default_device())
 
     @property
     def name(self) -> str | None:
@@ -96,6 +127,11 @@ class Model:
         return 2 * self.network.representation_dim
 
     @property
+    def scaler_cpu(self) -> Scaler:
+        """The front end's scaler on the CPU (for worker processes)."""
+        return Scaler(self.scaler.mean.cpu(), self.scaler.std.cpu())
+
+    @property
     def feature_names(self) -> list[str]:
         """``stat.block.index`` for every feature, e.g. ``'mean.bpm.007'``."""
         return feature_names(self.representation_blocks)
@@ -117,13 +153,21 @@ class Model:
         self.device = torch.device(device)
         self.network.to(self.device)
         self.scaler = Scaler(self.scaler.mean.to(self.device), self.scaler.std.to(self.device))
+        # Inference runs on a copy with BatchNorm folded into the layers before it, channels-last.
+        self._inference_network = fold_batchnorm(copy.deepcopy(self.network)).to(
+            self.device, memory_format=torch.channels_last)
         return self
 
     @torch.inference_mode()
+    def slice_features(self, slices: torch.Tensor) -> torch.Tensor:
+        """Representation of a batch of standardized slices: ``(n, 2, 216, 128) -> (n, d*m)`` float32."""
+        slices = slices.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
+        return self._inference_network.features(slices).float()
+
     def _slice_features(self, source, sr: int | None):
         """Yield the network's representation of each chunk of slices of one track."""
         for chunk in track_slices(source, sr, self.scaler, self.device, chunk_slices=self.batch_size):
-            yield self.network.features(chunk).float()
+            yield self.slice_features(chunk)
 
     def extract(self, audio, sr: int | None = None) -> np.ndarray:
         """Aggregated features of one track (a vector) or of several (an N x D array).
@@ -146,24 +190,25 @@ class Model:
         >>> # model.extract("song.mp3").shape  -> (model.dim,)
         >>> # model.extract(["a.mp3", "b.flac"]).shape  -> (2, model.dim)
         """
-        if isinstance(audio, (list, tuple)):
-            if not audio:
-                return np.zeros((0, self.dim), dtype=np.float32)
-            return np.stack([self._extract_one(item, sr) for item in audio])
-        return self._extract_one(audio, sr)
+        if not isinstance(audio, (list, tuple)):
+            return self._extract_one(audio, sr)
+        if all(isinstance(item, (str, os.PathLike)) for item in audio):
+            from .batch import extract_files  # batches slices of many files through the network
+
+            rows = []
+            for result in extract_files(self, audio):
+                if result.error:
+                    raise AudioError(result.error)
+                rows.append(result.features)
+        else:
+            rows = [self._extract_one(item, sr) for item in audio]
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
     def _extract_one(self, audio, sr: int | None) -> np.ndarray:
-        total = total_sq = None
-        count = 0
+        stats = RunningStats()
         for features in self._slice_features(audio, sr):
-            features = features.double()
-            part, part_sq = features.sum(0), features.square().sum(0)
-            total = part if total is None else total + part
-            total_sq = part_sq if total_sq is None else total_sq + part_sq
-            count += features.shape[0]
-        mean = total / count
-        std = torch.sqrt(torch.clamp(total_sq / count - mean.square(), min=0.0))
-        return torch.cat([mean, std]).float().cpu().numpy()
+            stats.add(features)
+        return stats.aggregate()
 
     def extract_slices(self, audio, sr: int | None = None) -> SliceFeatures:
         """Per-slice features of one track with each slice's start time in seconds.

@@ -1,0 +1,235 @@
+"""Extraction over many files: decoding in worker processes, slices of many tracks batched through the network.
+
+:func:`extract_files` is the engine behind ``mtlmusic-extract`` and
+``Model.extract(list_of_paths)``. Worker processes decode, resample and
+transform files (the front end) while the main process runs the network on
+batches that mix slices of several tracks. Results come back per track, in
+input order, with the error of a file that failed instead of stopping the run.
+
+Files longer than :data:`mtlmusic.frontend.LONG_AUDIO_SECONDS` are streamed by
+the main process in blocks, so memory stays bounded whatever their length.
+
+Examples
+--------
+>>> from mtlmusic.batch import extract_files
+>>> # for result in extract_files(model, ["a.mp3", "b.flac"], workers=1):
+>>> #     print(result.path, result.error or result.features.shape)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import AUDIO_EXTENSIONS, audio_info
+from .errors import MtlmusicError
+from .frontend import LONG_AUDIO_SECONDS, SLICE_SECONDS, Scaler, slice_start_times, track_slices
+from .model import Model, RunningStats
+
+
+@dataclass
+class TrackResult:
+    """Outcome for one file: ``features`` (D,) and, when asked, per-slice ``slices`` and ``times``; or an ``error``."""
+
+    path: Path
+    features: np.ndarray | None = None
+    slices: np.ndarray | None = None
+    times: np.ndarray | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def seconds(self) -> float:
+        """Audio duration covered, in seconds (slice count x 2.5 s)."""
+        return 0.0 if self.times is None else len(self.times) * SLICE_SECONDS
+
+
+def find_audio_files(inputs: Iterable[str | os.PathLike], pattern: str | None = None) -> list[Path]:
+    """Expand files and directories (recursively) into a sorted, de-duplicated list of audio files.
+
+    Directories contribute files with an audio extension (see
+    :data:`mtlmusic.audio.AUDIO_EXTENSIONS`) whose path relative to the
+    directory matches the glob ``pattern`` when given; files named explicitly
+    are always kept (a missing one is kept too, to be reported as a failure).
+
+    >>> find_audio_files([])
+    []
+    """
+    found: dict[Path, None] = {}
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            for path in sorted(item.rglob("*")):
+                if (path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+                        and (pattern is None or path.relative_to(item).match(pattern) or path.match(pattern))):
+                    found.setdefault(path, None)
+        else:
+            found.setdefault(item, None)
+    return list(found)
+
+
+# --- worker side -------------------------------------------------------------------------------
+
+_worker_scaler: Scaler | None = None
+
+
+def _init_worker(mean: np.ndarray, std: np.ndarray) -> None:
+    global _worker_scaler
+    torch.set_num_threads(1)
+    _worker_scaler = Scaler(torch.from_numpy(mean), torch.from_numpy(std))
+
+
+def _prepare(path: Path, scaler: Scaler | None = None) -> tuple[str, object, list[str]]:
+    """Front end of one file: ``("slices", array, warnings)``, ``("long", None, ...)`` or ``("error", message, ...)``."""
+    scaler = scaler or _worker_scaler
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if not audio_info(path).duration <= LONG_AUDIO_SECONDS:
+                return "long", None, []
+            slices = torch.cat(list(track_slices(path, scaler=scaler, chunk_slices=1 << 20)))
+            outcome: tuple[str, object] = ("slices", slices.numpy())
+        except MtlmusicError as err:
+            outcome = ("error", str(err))
+        except Exception as err:  # a decoder crash must not stop a collection run
+            outcome = ("error", f"{path}: {type(err).__name__}: {err}")
+    return (*outcome, [str(w.message) for w in caught])
+
+
+# --- main side ---------------------------------------------------------------------------------
+
+class _Batcher:
+    """Collects slices of several tracks and runs the network once per ``batch_size`` slices."""
+
+    def __init__(self, model: Model, keep_slices: bool):
+        self.model = model
+        self.keep_slices = keep_slices
+        self.pending: list[tuple[int, TrackResult, torch.Tensor]] = []
+        self.n_pending = 0
+
+    def add(self, index: int, result: TrackResult, slices: torch.Tensor) -> list[int]:
+        """Queue one track's slices; returns the indices of the tracks finished by this call."""
+        self.pending.append((index, result, slices))
+        self.n_pending += slices.shape[0]
+        return self.flush() if self.n_pending >= self.model.batch_size else []
+
+    def flush(self) -> list[int]:
+        """Run everything queued; returns the indices of the finished tracks."""
+        if not self.pending:
+            return []
+        batch = torch.cat([slices for _, _, slices in self.pending])
+        features = torch.cat([self.model.slice_features(part)
+                              for part in batch.split(self.model.batch_size)]).cpu()
+        done, start = [], 0
+        for index, result, slices in self.pending:
+            _finish(result, [features[start:start + slices.shape[0]]], self.keep_slices)
+            start += slices.shape[0]
+            done.append(index)
+        self.pending, self.n_pending = [], 0
+        return done
+
+
+def _finish(result: TrackResult, chunks: Iterable[torch.Tensor], keep_slices: bool) -> None:
+    stats = RunningStats()
+    kept = []
+    for chunk in chunks:
+        stats.add(chunk)
+        if keep_slices:
+            kept.append(chunk.cpu())
+    result.features = stats.aggregate()
+    result.times = slice_start_times(stats.count)
+    if keep_slices:
+        result.slices = torch.cat(kept).numpy()
+
+
+def _stream_long(model: Model, result: TrackResult, keep_slices: bool) -> None:
+    try:
+        _finish(result, model._slice_features(result.path, None), keep_slices)
+    except MtlmusicError as err:
+        result.error = str(err)
+
+
+def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int = 0,
+                  keep_slices: bool = False) -> Iterator[TrackResult]:
+    """Extract features of many files; yields one :class:`TrackResult` per path, in order.
+
+    Parameters
+    ----------
+    model : Model
+        The model to run (its ``batch_size`` sets slices per forward pass).
+    paths : iterable of path-like
+        Audio files.
+    workers : int
+        Processes that decode and transform files in parallel with the
+        network; 0 does everything in this process.
+    keep_slices : bool
+        Also return per-slice features and their start times.
+
+    A file that cannot be read yields a result with ``error`` set; the run goes on.
+    """
+    paths = [Path(p) for p in paths]
+    scaler = model.scaler_cpu
+    if workers <= 0:
+        yield from _ordered(model, paths, keep_slices, lambda path: _prepare(path, scaler))
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(scaler.mean.numpy(), scaler.std.numpy())) as pool:
+        window: deque[Future] = deque()
+        queue = iter(paths)
+
+        def submit_next() -> None:
+            path = next(queue, None)
+            if path is not None:
+                window.append(pool.submit(_prepare, path))
+
+        for _ in range(2 * workers + 2):
+            submit_next()
+
+        def prepared(_path: Path):
+            outcome = window.popleft().result()
+            submit_next()
+            return outcome
+
+        yield from _ordered(model, paths, keep_slices, prepared)
+
+
+def _ordered(model: Model, paths: list[Path], keep_slices: bool, prepare) -> Iterator[TrackResult]:
+    """Run prepared tracks through the batcher; yield results in input order as soon as they are final."""
+    batcher = _Batcher(model, keep_slices)
+    results: list[TrackResult | None] = [TrackResult(p) for p in paths]
+    done: set[int] = set()
+    next_out = 0
+    for index, path in enumerate(paths):
+        result = results[index]
+        kind, payload, result.warnings = prepare(path)
+        if kind == "error":
+            result.error = payload
+            done.add(index)
+        elif kind == "long":
+            done.update(batcher.flush())
+            _stream_long(model, result, keep_slices)
+            done.add(index)
+        else:
+            done.update(batcher.add(index, result, torch.from_numpy(payload)))
+        while next_out in done:
+            yield results[next_out]
+            results[next_out] = None
+            next_out += 1
+    batcher.flush()
+    while next_out < len(results):
+        yield results[next_out]
+        next_out += 1
