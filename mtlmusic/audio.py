@@ -179,6 +179,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         soundfile_error = "no audio frames"
     except (sf.LibsndfileError, RuntimeError) as err:
         soundfile_error = str(err).split(": ", 1)[-1]
+        if "does not exist" in soundfile_error or "not recognised" in soundfile_error:
+            soundfile_error = "format not recognised"
     if shutil.which("ffprobe") is None or shutil.which("ffmpeg") is None:
         if path.suffix.lower() in {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"}:
             raise AudioError(f"{path}: not a readable audio file ({soundfile_error}).")

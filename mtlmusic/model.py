@@ -229,7 +229,7 @@ class Model:
     def from_file(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Model":
         """Load a model file (see :mod:`mtlmusic.modelfile`)."""
         network, scaler, config = load_model_file(path)
-        return cls(network, scaler, config, device=device)
+        return cls(network, scaler, {**config, "path": str(path)}, device=device)
 
     def __repr__(self) -> str:
         return (f"Model(name={self.name!r}, architecture={self.architecture!r}, sources={list(self.sources)}, "

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from safetensors.torch import save_file
 from .architectures import MultiTaskNetwork, build_network
 from .errors import ConfigError, ModelFileError
 from .frontend import Scaler
+from .io import atomic_path
 
 #: Version of the file layout; files of a newer version are refused with a clear message.
 FORMAT_VERSION = 1
@@ -105,15 +105,8 @@ def save_model_file(path: str | os.PathLike, network: MultiTaskNetwork, scaler: 
         "tensors_sha256": tensors_sha256(tensors),
         "info": info or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(config)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(config)})
     return path
 
 

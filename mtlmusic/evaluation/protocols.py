@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -197,7 +198,14 @@ def _map_splits(function, splits, n_jobs: int | None) -> np.ndarray:
 
 
 def evaluate_classification(
-    X, y, n_repeats: int = 5, n_folds: int = 10, seed: int = 0, *, C: float = 1.0
+    X,
+    y,
+    n_repeats: int = 5,
+    n_folds: int = 10,
+    seed: int = 0,
+    *,
+    C: float = 1.0,
+    n_jobs: int | None = 1,
 ) -> EvaluationResult:
     """Accuracy of a linear SVM over repeated stratified k-fold splits (paper 4.3.2).
 
@@ -220,6 +228,9 @@ def evaluate_classification(
         Seed of the fold shuffles; the same seed gives the same splits.
     C : float, default 1.0
         SVM regularization parameter (the paper fixes 1).
+    n_jobs : int or None, default 1
+        Threads scoring splits in parallel (joblib; ``-1``: one per core). BLAS runs
+        single-threaded inside a split. Results do not depend on it.
 
     Returns
     -------
@@ -260,14 +271,13 @@ def evaluate_classification(
     if classes.size < 2:
         raise ConfigError(f"classification needs at least 2 classes, got {classes.size}")
     splitter = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed)
-    scores = [
-        _classification_split(X, y_codes, train, test, C)
-        for train, test in splitter.split(X, y_codes)
-    ]
-    return EvaluationResult("classification", "accuracy", np.asarray(scores))
+    scores = _map_splits(
+        partial(_classification_split, X, y_codes, C), splitter.split(X, y_codes), n_jobs
+    )
+    return EvaluationResult("classification", "accuracy", scores)
 
 
-def _classification_split(X, y, train, test, C) -> float:
+def _classification_split(X, y, C, index, train, test) -> float:
     Z = _standardize(X, train)
     z_train = Z[train]
     model = SVC(kernel="precomputed", C=C).fit(z_train @ z_train.T, y[train])
@@ -285,6 +295,7 @@ def evaluate_regression(
     C: float = 1.0,
     gamma: float | None = None,
     epsilon: float = 0.1,
+    n_jobs: int | None = 1,
 ) -> EvaluationResult:
     """Coefficient of determination of an RBF support vector regressor over repeated k-fold splits.
 
@@ -309,6 +320,8 @@ def evaluate_regression(
     epsilon : float, default 0.1
         Width of the SVR's insensitive tube, in target units (scikit-learn's default; the paper
         does not state it and the authors' code used the default). Targets are not rescaled.
+    n_jobs : int or None, default 1
+        Threads scoring splits in parallel, as in :func:`evaluate_classification`.
 
     Returns
     -------
@@ -344,14 +357,13 @@ def evaluate_regression(
     _check_splits(n_repeats, n_folds, y.shape[0])
     gamma = 1.0 / X.shape[1] if gamma is None else float(gamma)
     splitter = RepeatedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed)
-    scores = [
-        _regression_split(X, y, train, test, C, gamma, epsilon)
-        for train, test in splitter.split(X)
-    ]
-    return EvaluationResult("regression", "r2", np.asarray(scores))
+    scores = _map_splits(
+        partial(_regression_split, X, y, C, gamma, epsilon), splitter.split(X), n_jobs
+    )
+    return EvaluationResult("regression", "r2", scores)
 
 
-def _regression_split(X, y, train, test, C, gamma, epsilon) -> float:
+def _regression_split(X, y, C, gamma, epsilon, index, train, test) -> float:
     Z = _standardize(X, train)
     z_train = Z[train]
     sq_train = np.einsum("ij,ij->i", z_train, z_train)
@@ -639,12 +651,16 @@ def average_precision_at_k(ranked, relevant, k: int = 20) -> float:
 def _ap_at_k_rows(scores: np.ndarray, relevant: np.ndarray, k: int, rng) -> np.ndarray:
     """AP@k of every row of ``scores`` (users x items) against a boolean ``relevant`` matrix.
 
-    Items are ranked by decreasing score; exact ties are broken by a random (seeded) item order.
+    Items are ranked by decreasing score. Exact ties are broken at random: the columns are
+    shuffled (seeded) before the top ``k`` are selected, and equal scores keep the shuffled order.
     """
     n_items = scores.shape[1]
     k = min(k, n_items)
     perm = rng.permutation(n_items)
-    order = perm[np.argsort(-scores[:, perm], axis=1, kind="stable")[:, :k]]
+    negated = -scores[:, perm]
+    top = np.sort(np.argpartition(negated, k - 1, axis=1)[:, :k], axis=1)
+    ranked = np.argsort(np.take_along_axis(negated, top, axis=1), axis=1, kind="stable")
+    order = perm[np.take_along_axis(top, ranked, axis=1)]
     hits = np.take_along_axis(relevant, order, axis=1)
     precision = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     return np.sum(precision * hits, axis=1) / np.minimum(relevant.sum(axis=1), k)
@@ -662,6 +678,8 @@ def evaluate_recommendation(
     n_repeats: int = 5,
     n_folds: int = 10,
     seed: int = 0,
+    *,
+    n_jobs: int | None = 1,
 ) -> EvaluationResult:
     """Cold-start recommendation quality (mean AP@k) of content-aware ALS over item splits.
 
@@ -687,7 +705,9 @@ def evaluate_recommendation(
         Cut-off rank of the average precision.
     n_repeats, n_folds, seed : int
         Split design as in :func:`evaluate_classification`; ``seed`` also seeds the model
-        initialization and the random tie-breaking of equal scores.
+        initialization and the random tie-breaking of equal scores (one stream per split).
+    n_jobs : int or None, default 1
+        Threads scoring splits in parallel, as in :func:`evaluate_classification`.
 
     Returns
     -------
@@ -730,31 +750,55 @@ def evaluate_recommendation(
     R = R.copy()
     R.eliminate_zeros()
     R.data[:] = 1.0
-    Z = _standardize(X, slice(None))
-    gram = Z @ Z.T
-    R_cols = R.tocsc()
-    liked = R.toarray().astype(bool)
-    rng = np.random.default_rng(seed)
-    splitter = RepeatedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed)
-    scores = []
-    for split, (train, test) in enumerate(splitter.split(np.arange(n_items))):
-        held_out = np.zeros(n_items, dtype=bool)
-        held_out[test] = True
-        relevant = liked & held_out
-        users = np.flatnonzero(relevant.any(axis=1))
-        if users.size == 0:
+    splits = list(
+        RepeatedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed).split(
+            np.arange(n_items)
+        )
+    )
+    item_has_like = np.asarray(R.getnnz(axis=0) > 0)
+    for index, (_, test) in enumerate(splits):
+        if not item_has_like[test].any():
             raise ConfigError(
-                f"split {split}: none of the {test.size} held-out tracks has a like; "
+                f"split {index}: none of its {test.size} held-out tracks has a like; "
                 "use fewer folds or a denser interaction matrix"
             )
-        ridge = _RidgeStep(lambda_w / lambda_v, gram=gram[np.ix_(train, train)])
-        U, V_train, alpha, _ = _als(
-            R_cols[:, train].tocsr(), ridge, int(r), lambda_v, lambda_u, int(n_iter), rng, False
-        )
-        V = np.empty((n_items, int(r)))
-        V[train] = V_train
-        V[test] = gram[np.ix_(test, train)] @ alpha
-        user_scores = U[users] @ V.T
-        user_scores[liked[users] & ~held_out] = -np.inf
-        scores.append(np.mean(_ap_at_k_rows(user_scores, relevant[users], int(k), rng)))
-    return EvaluationResult("recommendation", f"ap@{int(k)}", np.asarray(scores))
+    with threadpool_limits(limits=1, user_api="blas"):
+        Z = _standardize(X, slice(None))
+        gram = Z @ Z.T
+    split_function = partial(
+        _recommendation_split,
+        R.tocsc(),
+        R.toarray().astype(bool),
+        gram,
+        dict(r=int(r), lambda_v=lambda_v, lambda_u=lambda_u, lambda_w=lambda_w, n_iter=int(n_iter)),
+        int(k),
+        seed,
+    )
+    scores = _map_splits(split_function, splits, n_jobs)
+    return EvaluationResult("recommendation", f"ap@{int(k)}", scores)
+
+
+def _recommendation_split(R_cols, liked, gram, options, k, seed, index, train, test) -> float:
+    rng = np.random.default_rng([seed, index])
+    n_items = gram.shape[0]
+    held_out = np.zeros(n_items, dtype=bool)
+    held_out[test] = True
+    relevant = liked & held_out
+    users = np.flatnonzero(relevant.any(axis=1))
+    ridge = _RidgeStep(options["lambda_w"] / options["lambda_v"], gram=gram[np.ix_(train, train)])
+    U, V_train, alpha, _ = _als(
+        R_cols[:, train].tocsr(),
+        ridge,
+        options["r"],
+        options["lambda_v"],
+        options["lambda_u"],
+        options["n_iter"],
+        rng,
+        False,
+    )
+    V = np.empty((n_items, options["r"]))
+    V[train] = V_train
+    V[test] = gram[np.ix_(test, train)] @ alpha
+    user_scores = U[users] @ V.T
+    user_scores[liked[users] & ~held_out] = -np.inf
+    return float(np.mean(_ap_at_k_rows(user_scores, relevant[users], k, rng)))

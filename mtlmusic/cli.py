@@ -1,0 +1,120 @@
+"""Command line: ``mtlmusic-extract`` for collections, and ``mtlmusic`` with its subcommands.
+
+Exit codes of ``mtlmusic-extract`` (and ``mtlmusic extract``):
+
+* 0: every file was extracted (or already was);
+* 1: the run finished but some files failed (listed in ``OUT.failures.tsv`` and on stderr);
+* 2: nothing was done: bad arguments, no audio found, unknown model, unwritable output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import MtlmusicError
+
+app = typer.Typer(help="Deep music representations: extract features, list and inspect models.",
+                  no_args_is_help=True, add_completion=False)
+extract_app = typer.Typer(add_completion=False)
+err_console = Console(stderr=True)
+
+
+def _default_workers() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def extract(
+    inputs: list[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Feature file: .npy (+ .npy.json sidecar), .npz, .csv or .parquet."),
+    per_file: Optional[Path] = typer.Option(None, "--per-file", help="Also write one .npy per input, mirroring the tree."),
+    model_name: str = typer.Option("default", "--model", "-m", help="Model name or .safetensors file."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
+    batch_size: int = typer.Option(64, help="Slices per forward pass."),
+    workers: int = typer.Option(_default_workers(), help="Decoding processes running beside the network (0: none)."),
+    glob: Optional[str] = typer.Option(None, "--glob", help="Only files in folders whose relative path matches, e.g. '*.mp3'."),
+    slices: bool = typer.Option(False, "--slices", help="One row per 2.5 s slice, with its start time."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo everything and replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Extract features of audio files and folders into one feature file and/or one file per input.
+
+    Re-running the same command skips what is done and resumes an interrupted run.
+    Failed files are reported on stderr and in OUT.failures.tsv; the exit code is 1 when any failed.
+    """
+    from . import load_model
+    from .jobs import run_job
+
+    try:
+        model = load_model(model_name, device=device)
+        model.batch_size = batch_size
+        with Progress(TextColumn("[bold]extracting"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                      console=err_console, disable=quiet, transient=False) as progress:
+            task = progress.add_task("extract", total=None, rate="")
+            started = time.perf_counter()
+            totals = {"files": 0, "seconds": 0.0}
+
+            def on_result(result) -> None:
+                totals["files"] += 1
+                totals["seconds"] += result.seconds
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.update(task, advance=1, rate=f"{totals['files'] / elapsed:.1f} files/s, "
+                                                      f"{totals['seconds'] / elapsed:.0f} audio-s/s")
+                if not result.ok:
+                    progress.console.print(f"[red]failed:[/red] {escape(result.error)}", highlight=False)
+
+            summary = run_job(model, inputs, output=output, per_file=per_file, pattern=glob, workers=workers,
+                              slices=slices, overwrite=overwrite, on_result=on_result,
+                              on_start=lambda n: progress.update(task, total=n))
+    except MtlmusicError as err:
+        err_console.print(f"error: {err}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    rate = summary.audio_seconds / summary.wall_seconds if summary.wall_seconds else 0.0
+    err_console.print(f"{summary.extracted} extracted, {summary.skipped} already done, "
+                      f"{len(summary.failures)} failed of {summary.total} files "
+                      f"({rate:.0f}x real time).", highlight=False)
+    if summary.failures:
+        err_console.print(f"failures listed in {summary.failures_file}", highlight=False)
+        raise typer.Exit(1)
+
+
+extract_app.command(help=extract.__doc__)(extract)
+app.command("extract")(extract)
+
+
+@app.command("models")
+def models(pattern: Optional[str] = typer.Argument(None, help="Glob over names, e.g. 'mscr2-*'.")) -> None:
+    """List the known models and where each can be loaded from."""
+    from .hub import list_models, model_status
+
+    table = Table("name", "status")
+    for name in list_models(pattern):
+        table.add_row(name, model_status(name))
+    Console().print(table)
+
+
+@app.command("info")
+def info(model: str = typer.Argument(..., help="Model name or .safetensors file.")) -> None:
+    """Print a model's config (architecture, sources, dimension, card) as JSON."""
+    from .hub import resolve_model
+    from .modelfile import read_config
+
+    try:
+        config = read_config(resolve_model(model))
+    except MtlmusicError as err:
+        err_console.print(f"error: {err}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    config["dim"] = len(config.pop("feature_names"))
+    sys.stdout.write(json.dumps(config, indent=2) + "\n")
