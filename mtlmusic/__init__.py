@@ -21,7 +21,7 @@ import numpy as np
 from .audio import SAMPLE_RATE, load_audio
 from .errors import (AudioError, ConfigError, DecoderNotFoundError, ModelFileError, ModelNotFoundError,
                      MtlmusicError)
-from .hub import list_models, resolve_model
+from .hub import list_models, load_network
 from .model import Model, SliceFeatures
 
 __version__ = "0.1.0"
@@ -38,7 +38,9 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | None =
     ----------
     name_or_path : str or path-like
         A model name (see :func:`list_models`), an alias such as ``"default"``, or
-        the path of a ``.safetensors`` model file.
+        the path of a ``.safetensors`` model file. Named models come from the
+        package, the local cache or the hub (see :mod:`mtlmusic.hub`); an MSS-CR
+        name such as ``"msscr-self-bpm"`` is assembled from its SS-R members.
     device : str, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; defaults to CUDA when available.
 
@@ -52,7 +54,8 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | None =
     >>> model.extract("song.mp3").shape                          # doctest: +SKIP
     (512,)
     """
-    return Model.from_file(resolve_model(name_or_path), device=device)
+    network, scaler, config = load_network(name_or_path)
+    return Model(network, scaler, config, device=device)
 
 
 @lru_cache(maxsize=4)

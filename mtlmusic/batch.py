@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import warnings
+from fnmatch import fnmatch
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -62,7 +63,9 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], pattern: str | None = 
 
     Directories contribute files with an audio extension (see
     :data:`mtlmusic.audio.AUDIO_EXTENSIONS`) whose path relative to the
-    directory matches the glob ``pattern`` when given; files named explicitly
+    directory matches the glob ``pattern`` when given (``*`` also matches
+    ``/``: ``'*.mp3'`` takes MP3s at any depth, ``'rock/*'`` everything under
+    ``rock/``); files named explicitly
     are always kept (a missing one is kept too, to be reported as a failure).
 
     >>> find_audio_files([])
@@ -74,7 +77,7 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], pattern: str | None = 
         if item.is_dir():
             for path in sorted(item.rglob("*")):
                 if (path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
-                        and (pattern is None or path.relative_to(item).match(pattern) or path.match(pattern))):
+                        and (pattern is None or fnmatch(path.relative_to(item).as_posix(), pattern))):
                     found.setdefault(path, None)
         else:
             found.setdefault(item, None)

@@ -46,6 +46,7 @@ def extract(
     glob: Optional[str] = typer.Option(None, "--glob", help="Only files in folders whose relative path matches, e.g. '*.mp3'."),
     slices: bool = typer.Option(False, "--slices", help="One row per 2.5 s slice, with its start time."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo everything and replace existing outputs."),
+    checkpoint_every: int = typer.Option(64, help="Files between checkpoints of an interrupted-safe run."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Extract features of audio files and folders into one feature file and/or one file per input.
@@ -76,7 +77,8 @@ def extract(
                     progress.console.print(f"[red]failed:[/red] {escape(result.error)}", highlight=False)
 
             summary = run_job(model, inputs, output=output, per_file=per_file, pattern=glob, workers=workers,
-                              slices=slices, overwrite=overwrite, on_result=on_result,
+                              slices=slices, overwrite=overwrite, checkpoint_every=checkpoint_every,
+                              on_result=on_result,
                               on_start=lambda n: progress.update(task, total=n))
     except MtlmusicError as err:
         err_console.print(f"error: {err}", highlight=False, markup=False)
@@ -118,3 +120,7 @@ def info(model: str = typer.Argument(..., help="Model name or .safetensors file.
         raise typer.Exit(2)
     config["dim"] = len(config.pop("feature_names"))
     sys.stdout.write(json.dumps(config, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -35,8 +35,6 @@ from .errors import ConfigError, MtlmusicError
 from .io import atomic_path, check_format, read_features, write_features
 from .model import Model
 
-#: Results per checkpoint shard.
-SHARD_TRACKS = 64
 #: Longest time between two checkpoints, in seconds.
 SHARD_SECONDS = 60.0
 
@@ -105,7 +103,7 @@ class _Rows:
 
 def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.PathLike | None = None,
             per_file: str | os.PathLike | None = None, pattern: str | None = None, workers: int = 0,
-            slices: bool = False, overwrite: bool = False,
+            slices: bool = False, overwrite: bool = False, checkpoint_every: int = 64,
             on_result: Callable[[TrackResult], None] | None = None,
             on_start: Callable[[int], None] | None = None) -> JobSummary:
     """Extract a collection into ``output`` (a feature file) and/or ``per_file`` (a folder); see module docs.
@@ -120,6 +118,7 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
     workers : decoding processes (0: in this process)
     slices : per-slice rows with start times instead of one row per track
     overwrite : redo everything and replace existing outputs
+    checkpoint_every : files per checkpoint shard (a checkpoint is also written every minute)
     on_result : called with each :class:`~mtlmusic.batch.TrackResult`
     on_start : called with the number of files to extract
     """
@@ -167,7 +166,7 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
             summary.failures.append((str(result.path), result.error))
         if on_result:
             on_result(result)
-        if parts is not None and shard and (len(shard) >= SHARD_TRACKS or time.monotonic() - last_shard > SHARD_SECONDS):
+        if parts is not None and shard and (len(shard) >= checkpoint_every or time.monotonic() - last_shard > SHARD_SECONDS):
             _write_shard(parts, shard, _column_names(model, slices), meta, slices)
             shard, last_shard = [], time.monotonic()
 

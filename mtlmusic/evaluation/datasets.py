@@ -5,19 +5,20 @@ Each loader returns an :class:`EvalDataset`: the audio paths, one per track, and
 complete. Loaders read metadata only; extracting features from ``dataset.paths`` and scoring them
 with :mod:`mtlmusic.evaluation.protocols` are separate steps.
 
-==================  ====================================================================  ==============
-loader              layout under ``root``                                                 task
-==================  ====================================================================  ==============
-load_gtzan          ``genres/<genre>/<genre>.000NN.wav`` (or ``.au``)                     classification
-load_fma_medium     ``fma_metadata/tracks.csv``, ``fma_medium/XXX/XXXXXX.mp3``            classification
-load_ballroom       ``BallroomData/<Genre>/*.wav``                                        classification
-load_irmas          ``IRMAS-TrainingData/<instrument>/*.wav``                             classification
-load_emotion        ``annotations/static_annotations.csv``, ``clips_45seconds/<id>.mp3``  regression
-load_thisismyjam    ``likes.tsv`` (user_id, jam_id) + a jam_id -> audio path CSV          recommendation
-load_labels_csv     ``path,label`` CSV                                                    classification
-load_values_csv     ``path,value`` CSV                                                    regression
-load_interactions_csv  ``user,item`` CSV + ``item,path`` CSV                              recommendation
-==================  ====================================================================  ==============
+=======================  ==============  ===========================================================
+loader                   task            layout
+=======================  ==============  ===========================================================
+load_gtzan               classification  ``genres/<genre>/<genre>.000NN.wav`` (or ``.au``)
+load_fma_medium          classification  ``fma_metadata/tracks.csv``, ``fma_medium/XXX/XXXXXX.mp3``
+load_ballroom            classification  ``BallroomData/<Style>/*.wav``
+load_irmas               classification  ``IRMAS-TrainingData/<instrument>/*.wav``
+load_mediaeval_emotion   regression      ``annotations/static_annotations.csv``,
+                                         ``clips_45seconds/<song_id>.mp3``
+load_thisismyjam         recommendation  ``likes.tsv`` (user_id, jam_id) and a jam_id,path CSV
+load_labels_csv          classification  CSV with ``path,label``
+load_values_csv          regression      CSV with ``path,value``
+load_interactions_csv    recommendation  CSV with ``user,item`` and CSV with ``item,path``
+=======================  ==============  ===========================================================
 
 Every problem (missing folder or file, missing column, unparsable value) raises
 :class:`mtlmusic.ConfigError` with a message naming the expected layout.
@@ -39,12 +40,12 @@ from mtlmusic.errors import ConfigError
 __all__ = [
     "EvalDataset",
     "load_ballroom",
-    "load_emotion",
     "load_fma_medium",
     "load_gtzan",
     "load_interactions_csv",
     "load_irmas",
     "load_labels_csv",
+    "load_mediaeval_emotion",
     "load_thisismyjam",
     "load_values_csv",
 ]
@@ -284,7 +285,7 @@ def _floats(values: Sequence[str], what: str, path: Path) -> np.ndarray:
 _GTZAN_FILE = re.compile(r"(?P<label>[a-z]+)\.\d{5}\.(wav|au)")
 
 
-def load_gtzan(root, *, check_files: bool = True) -> EvalDataset:
+def load_gtzan(root) -> EvalDataset:
     """GTZAN genre collection (1,000 30-s clips, 10 genres).
 
     Parameters
@@ -293,8 +294,6 @@ def load_gtzan(root, *, check_files: bool = True) -> EvalDataset:
         The folder holding ``genres/`` (original release, ``.au``), ``genres_original/``
         (common ``.wav`` re-release) or the genre folders themselves. Each genre folder
         ``<genre>/`` holds ``<genre>.000NN.wav`` (or ``.au``); other files are ignored.
-    check_files : bool, default True
-        Kept for symmetry with the other loaders; the files are found by listing the folders.
 
     Returns
     -------
@@ -309,13 +308,13 @@ def load_gtzan(root, *, check_files: bool = True) -> EvalDataset:
     Examples
     --------
     >>> ds = load_gtzan("/data/gtzan")  # doctest: +SKIP
-    >>> len(ds), ds.classes.size
+    >>> len(ds), ds.classes.size  # doctest: +SKIP
     (1000, 10)
     """
     base = _first_dir(Path(root), ("genres", "genres_original", ""), "genres/<genre>/<genre>.000NN.wav", "GTZAN")
     paths, labels = _folder_classes(base, _GTZAN_FILE, "GTZAN", "genres/<genre>/<genre>.000NN.wav")
     ids = [p.name.rsplit(".", 1)[0] for p in paths]
-    return _classification("GTZAN", paths, ids, labels, None, 0, check_files)
+    return _classification("GTZAN", paths, ids, labels, None, 0, False)
 
 
 def _fma_rows(tracks_csv: Path):
@@ -385,7 +384,7 @@ def load_fma_medium(
     Examples
     --------
     >>> ds = load_fma_medium("/data/fma", subsample=0.05)  # doctest: +SKIP
-    >>> len(ds), ds.classes.size
+    >>> len(ds), ds.classes.size  # doctest: +SKIP
     (1250, 16)
     """
     root = Path(root)
@@ -407,7 +406,7 @@ def load_fma_medium(
 _WAV_FILE = re.compile(r"[^.].*\.wav", re.IGNORECASE)
 
 
-def load_ballroom(root, *, check_files: bool = True) -> EvalDataset:
+def load_ballroom(root) -> EvalDataset:
     """Ballroom dance styles (698 30-s excerpts, 10 classes).
 
     Parameters
@@ -415,8 +414,6 @@ def load_ballroom(root, *, check_files: bool = True) -> EvalDataset:
     root : str or path
         The folder holding ``BallroomData/`` or that folder itself; each style folder
         (``ChaChaCha``, ``Jive``, ..., ``Waltz``) holds ``*.wav`` files.
-    check_files : bool, default True
-        Kept for symmetry with the other loaders; the files are found by listing the folders.
 
     Returns
     -------
@@ -432,19 +429,17 @@ def load_ballroom(root, *, check_files: bool = True) -> EvalDataset:
     Examples
     --------
     >>> ds = load_ballroom("/data/ballroom")  # doctest: +SKIP
-    >>> len(ds), ds.classes.size
+    >>> len(ds), ds.classes.size  # doctest: +SKIP
     (698, 10)
     """
     layout = "BallroomData/<Style>/*.wav"
     base = _first_dir(Path(root), ("BallroomData", ""), layout, "Ballroom")
     paths, labels = _folder_classes(base, _WAV_FILE, "Ballroom", layout)
     ids = [f"{p.parent.name}/{p.stem}" for p in paths]
-    return _classification("Ballroom", paths, ids, labels, None, 0, check_files)
+    return _classification("Ballroom", paths, ids, labels, None, 0, False)
 
 
-def load_irmas(
-    root, *, subsample: float | None = None, seed: int = 0, check_files: bool = True
-) -> EvalDataset:
+def load_irmas(root, *, subsample: float | None = None, seed: int = 0) -> EvalDataset:
     """IRMAS training set, predominant instrument (6,705 3-s excerpts, 11 instruments).
 
     Parameters
@@ -458,8 +453,6 @@ def load_irmas(
         the paper used ``0.2`` (1,341 excerpts). ``None`` keeps all.
     seed : int, default 0
         Seed of the subsample.
-    check_files : bool, default True
-        Kept for symmetry with the other loaders; the files are found by listing the folders.
 
     Returns
     -------
@@ -475,17 +468,17 @@ def load_irmas(
     Examples
     --------
     >>> ds = load_irmas("/data/irmas", subsample=0.2)  # doctest: +SKIP
-    >>> len(ds), ds.classes.size
+    >>> len(ds), ds.classes.size  # doctest: +SKIP
     (1341, 11)
     """
     layout = "IRMAS-TrainingData/<instrument>/*.wav"
     base = _first_dir(Path(root), ("IRMAS-TrainingData", ""), layout, "IRMAS")
     paths, labels = _folder_classes(base, _WAV_FILE, "IRMAS", layout)
     ids = [f"{p.parent.name}/{p.stem}" for p in paths]
-    return _classification("IRMAS", paths, ids, labels, subsample, seed, check_files)
+    return _classification("IRMAS", paths, ids, labels, subsample, seed, False)
 
 
-def load_emotion(
+def load_mediaeval_emotion(
     root, target: str = "arousal", *, audio_dir=None, check_files: bool = True
 ) -> EvalDataset:
     """MediaEval "1000 songs" emotion data set, song-level arousal or valence (744 45-s clips).
@@ -516,8 +509,8 @@ def load_emotion(
 
     Examples
     --------
-    >>> ds = load_emotion("/data/emomusic", "valence")  # doctest: +SKIP
-    >>> ds.name, len(ds)
+    >>> ds = load_mediaeval_emotion("/data/emomusic", "valence")  # doctest: +SKIP
+    >>> ds.name, len(ds)  # doctest: +SKIP
     ('EmotionValence', 744)
     """
     if target not in ("arousal", "valence"):
@@ -621,7 +614,7 @@ def load_thisismyjam(
     Examples
     --------
     >>> ds = load_thisismyjam("jams/likes.tsv", "jam_audio.csv")  # doctest: +SKIP
-    >>> ds.interactions.shape
+    >>> ds.interactions.shape  # doctest: +SKIP
     (993, 944)
     """
     likes = Path(likes)

@@ -107,7 +107,7 @@ class EvaluationResult:
         if n < 2:
             return (math.nan, math.nan)
         half = stats.t.ppf(0.5 + self.confidence / 2.0, n - 1) * self.std / math.sqrt(n)
-        return (self.mean - half, self.mean + half)
+        return (float(self.mean - half), float(self.mean + half))
 
     def to_dict(self) -> dict:
         """Plain-Python summary (JSON serializable), split scores included."""
