@@ -773,11 +773,11 @@ def push_models(files: Iterable[str | os.PathLike], repo_id: str, token: str | N
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     api = HfApi(endpoint=endpoint.rstrip("/") if endpoint else None, token=token,
                 library_name="mtlmusic")
-    api.create_repo(repo_id, private=private, exist_ok=True)
     operations = [CommitOperationAdd(path_in_repo=entries[name].file, path_or_fileobj=str(paths[name]))
                   for name in sorted(entries)]
     operations.append(CommitOperationAdd(path_in_repo="README.md",
                                          path_or_fileobj=model_card(configs, registry).encode()))
+    api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.create_commit(repo_id, operations, revision=revision,
                                commit_message=commit_message or f"Upload {len(entries)} mtlmusic model(s)")
     if registry is not None:
