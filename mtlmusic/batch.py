@@ -33,7 +33,7 @@ import torch
 
 from .audio import AUDIO_EXTENSIONS, audio_info
 from .errors import MtlmusicError
-from .frontend import LONG_AUDIO_SECONDS, SLICE_SECONDS, Scaler, slice_start_times, track_slices
+from .frontend import LONG_AUDIO_SECONDS, Scaler, slice_start_times, track_slices
 from .model import Model, RunningStats
 
 
@@ -52,10 +52,7 @@ class TrackResult:
     def ok(self) -> bool:
         return self.error is None
 
-    @property
-    def seconds(self) -> float:
-        """Audio duration covered, in seconds (slice count x 2.5 s)."""
-        return 0.0 if self.times is None else len(self.times) * SLICE_SECONDS
+    seconds: float = 0.0  # duration of the audio, once read
 
 
 def find_audio_files(inputs: Iterable[str | os.PathLike], pattern: str | None = None) -> list[Path]:
@@ -95,21 +92,27 @@ def _init_worker(mean: np.ndarray, std: np.ndarray) -> None:
     _worker_scaler = Scaler(torch.from_numpy(mean), torch.from_numpy(std))
 
 
-def _prepare(path: Path, scaler: Scaler | None = None) -> tuple[str, object, list[str]]:
-    """Front end of one file: ``("slices", array, warnings)``, ``("long", None, ...)`` or ``("error", message, ...)``."""
+def _prepare(path: Path, scaler: Scaler | None = None) -> tuple[str, object, float, list[str]]:
+    """Front end of one file: ``(kind, payload, seconds, warnings)``.
+
+    ``kind`` is ``"slices"`` (payload: the standardized slices), ``"long"`` (to be
+    streamed by the caller) or ``"error"`` (payload: the message).
+    """
     scaler = scaler or _worker_scaler
+    seconds = 0.0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            if not audio_info(path).duration <= LONG_AUDIO_SECONDS:
-                return "long", None, []
+            seconds = audio_info(path).duration
+            if not seconds <= LONG_AUDIO_SECONDS:
+                return "long", None, seconds, []
             slices = torch.cat(list(track_slices(path, scaler=scaler, chunk_slices=1 << 20)))
             outcome: tuple[str, object] = ("slices", slices.numpy())
         except MtlmusicError as err:
             outcome = ("error", str(err))
         except Exception as err:  # a decoder crash must not stop a collection run
             outcome = ("error", f"{path}: {type(err).__name__}: {err}")
-    return (*outcome, [str(w.message) for w in caught])
+    return (*outcome, seconds, [str(w.message) for w in caught])
 
 
 # --- main side ---------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ def _ordered(model: Model, paths: list[Path], keep_slices: bool, prepare) -> Ite
     next_out = 0
     for index, path in enumerate(paths):
         result = results[index]
-        kind, payload, result.warnings = prepare(path)
+        kind, payload, result.seconds, result.warnings = prepare(path)
         if kind == "error":
             result.error = payload
             done.add(index)

@@ -241,7 +241,8 @@ def _convert_state(state: Mapping[str, torch.Tensor], sources: list[str], their_
         elif theirs.endswith("num_batches_tracked"):  # written by PyTorch >= 0.4.1 only; unused in eval
             converted[ours] = torch.tensor(0, dtype=torch.long)
         else:
-            raise ModelFileError(f"{origin}: parameter {theirs} is missing from the state dict.")
+            raise ModelFileError(f"{origin}: parameter {theirs} is missing from the state dict; the checkpoint "
+                                 "does not hold the network its branch point and tasks describe.")
 
     for t, source in enumerate(sources):
         for item, (stage, names) in enumerate(_ITEMS):

@@ -57,6 +57,10 @@ def extract(
     from . import load_model
     from .jobs import run_job
 
+    import torch
+
+    # One intra-op thread per core left to the network: oversubscribed cores make torch far slower.
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
     try:
         model = load_model(model_name, device=device)
         model.batch_size = batch_size

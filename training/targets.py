@@ -3,18 +3,19 @@
 Paper section 2.3 and SPEC section 4. Every source but ``self`` becomes a
 probability distribution ``z`` over ``k = 50`` latent factors per track:
 
-=========  ===============  =====================================================
-kind       sources          preprocessing
-=========  ===============  =====================================================
-self       self             none: same-track / different-track pairs at training
-plsa       tag, taste,      pLSA (EM) on the track x term count matrix;
-           cdr_tag          ``z = P(topic | track)``
-tfidf_plsa lyrics           TF-IDF (l2 norm, smooth idf) of the bag of words, then pLSA
-artist_plsa artist          (artist x track)(track x tag) counts, pLSA over artists;
-                            each track takes its artist's ``P(topic | artist)``
-gmm        bpm, year        1-D Gaussian mixture on the scalar;
-                            ``z`` = posterior responsibilities
-=========  ===============  =====================================================
+===========  ========  =====================================================
+kind         sources   preprocessing
+===========  ========  =====================================================
+self         self      none: same-track / different-track pairs at training
+plsa         tag,      pLSA (EM) on the track x term count matrix;
+             taste,    ``z = P(topic | track)``
+             cdr_tag
+tfidf_plsa   lyrics    TF-IDF (l2 norm, smooth idf) of the bag of words, then pLSA
+artist_plsa  artist    (artist x track)(track x tag) counts, pLSA over artists;
+                       each track takes its artist's ``P(topic | artist)``
+gmm          bpm,      1-D Gaussian mixture on the scalar;
+             year      ``z`` = posterior responsibilities
+===========  ========  =====================================================
 
 The registry (:func:`register_source`, :func:`get_source`) maps source names to
 a :class:`SourceSpec`; :func:`compute_targets` turns a source's raw data into
@@ -651,7 +652,8 @@ def load_targets(path: str | os.PathLike) -> Targets:
     z, mask = arrays["z"], arrays["mask"]
     track_ids = arrays.get("track_ids")
     if z.ndim != 2 or mask.shape != (len(z),) or (track_ids is not None and track_ids.shape != (len(z),)):
-        raise TargetsFileError(f"{path}: z, mask and track_ids do not describe the same tracks; delete it to recompute.")
+        raise TargetsFileError(f"{path}: z, mask and track_ids do not describe the same tracks; "
+                               "delete it to recompute.")
     return Targets(str(arrays["source"]), z, mask, json.loads(str(arrays["params"])), track_ids,
                    arrays.get("topic_term"))
 

@@ -22,7 +22,7 @@ from mtlmusic.modelfile import load_model_file
 
 #: How many items of the flat network each branch point keeps in ``shared``.
 REFERENCE_SHARED = {"null": 0, "2": 1, "4": 3, "6": 5, "fc": 12}
-AUDIO = (0.1 * np.random.default_rng(3).standard_normal((2, 22050 * 5))).astype(np.float32)
+AUDIO = (0.1 * np.random.default_rng(3).standard_normal((2, 22050 * 3))).astype(np.float32)
 
 
 class RefConvBlock(nn.Module):
@@ -92,8 +92,9 @@ def scaler_npz(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
 def reference_slices(scaler_npz) -> torch.Tensor:
-    """Our front end's dB slices, standardized the reference way: (X - mean) / sd over the mel axis."""
+    """Our front end's dB slices of AUDIO, standardized the reference way: (X - mean) / sd over the mel axis."""
     raw = torch.cat(list(track_slices(AUDIO, 22050, Scaler.identity(), "cpu")))
     stats = np.load(scaler_npz)
     return (raw - torch.tensor(stats["mean"], dtype=torch.float32)) / torch.tensor(stats["sd"], dtype=torch.float32)
@@ -101,7 +102,7 @@ def reference_slices(scaler_npz) -> torch.Tensor:
 
 @pytest.mark.parametrize("branch_at, architecture", [("null", "MSS-CR"), ("2", "MS-CR@2"), ("4", "MS-CR@4"),
                                                      ("6", "MS-CR@6"), ("fc", "MS-SR@FC")])
-def test_import_matches_the_reference_layout(tmp_path, scaler_npz, branch_at, architecture):
+def test_import_matches_the_reference_layout(tmp_path, scaler_npz, reference_slices, branch_at, architecture):
     torch.manual_seed(int(REFERENCE_SHARED[branch_at]))
     tasks = ["tag", "self_", "bpm"]   # not in canonical order: our blocks are self, bpm, tag
     reference = Reference(tasks, branch_at).eval()
@@ -114,35 +115,38 @@ def test_import_matches_the_reference_layout(tmp_path, scaler_npz, branch_at, ar
     assert config["info"]["imported_from"]["branch_at"] == branch_at
     assert config["info"]["imported_from"]["iters"] == 1234
 
-    x = reference_slices(scaler_npz)
+    model = mtlmusic.load_model(out, device="cpu")
+    close = dict(rtol=1e-4, atol=1e-5)
     with torch.no_grad():
-        per_task = {task: reference.feature(x, task) for task in tasks}
-        expected = per_task["tag"] if branch_at == "fc" else torch.cat([per_task[t] for t in ("self_", "bpm", "tag")], 1)
+        per_task = {task: reference.feature(reference_slices, task) for task in tasks}
+        blocks = ["tag"] if branch_at == "fc" else ["self_", "bpm", "tag"]
+        expected = torch.cat([per_task[t] for t in blocks], 1)
         assert expected.abs().sum() > 0
-        model = mtlmusic.load_model(out, device="cpu")
         slices = model.extract_slices(AUDIO, sr=22050).features
-        np.testing.assert_allclose(slices, expected.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(slices, expected.numpy(), **close)
         track = model.extract(AUDIO, sr=22050)
-        np.testing.assert_allclose(track, np.concatenate([expected.mean(0).numpy(), expected.std(0, unbiased=False)
-                                                          .numpy()]), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(network(x, "bpm"), reference.infer(per_task["bpm"], "bpm"), rtol=1e-4, atol=1e-5)
-        left, right = x[:1], x[1:2]
-        pair = torch.cat([reference.feature(left, "self_"), reference.feature(right, "self_")], 1)
-        np.testing.assert_allclose(network(left, "self", right), reference.infer(pair, "self_"),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(track, torch.cat([expected.mean(0), expected.std(0, unbiased=False)]), **close)
+        # the heads: our features through our heads equal the reference's heads on its features
+        ours = {s: torch.from_numpy(slices[:, i * 256:(i + 1) * 256]) for i, s in enumerate(network.representation_blocks)}
+        bpm = ours["shared" if branch_at == "fc" else "bpm"]
+        np.testing.assert_allclose(network.heads["bpm"](bpm), reference.infer(per_task["bpm"], "bpm"), **close)
+        mine = ours["shared" if branch_at == "fc" else "self"]
+        theirs = torch.cat([per_task["self_"][:1], per_task["self_"][1:2]], 1)
+        np.testing.assert_allclose(network.heads["self"](mine[:1], mine[1:2]), reference.infer(theirs, "self_"),
+                                   **close)
 
 
 @pytest.mark.parametrize("branch_at", ["null", "fc", "4"])
-def test_single_task_checkpoints_become_ssr(tmp_path, scaler_npz, branch_at):
+def test_single_task_checkpoints_become_ssr(tmp_path, scaler_npz, reference_slices, branch_at):
     torch.manual_seed(7)
     reference = Reference(["year"], branch_at, n_outs=30).eval()
     out = import_checkpoint(save_checkpoint(tmp_path / "m.pth", reference, branch_at, n_outs=30), scaler_npz,
                             tmp_path / "ssr.safetensors")
     network, scaler, config = load_model_file(out)
     assert (config["name"], config["head_sizes"]) == ("ssr-year", {"year": 30})
-    x = reference_slices(scaler_npz)
     with torch.no_grad():
-        np.testing.assert_allclose(network.features(x), reference.feature(x, "year"), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(network.features(reference_slices), reference.feature(reference_slices, "year"),
+                                   rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scaler.mean.numpy(), np.load(scaler_npz)["mean"], rtol=1e-6)
 
 
@@ -165,11 +169,12 @@ def test_refuses_to_overwrite_and_old_files_without_batch_counters(tmp_path, sca
     ({"n_outs": 20}, "n_outs is 20 but the heads of bpm, tag have 50, 50 outputs"),
     ({"n_outs": "50"}, "'n_outs' must be a positive integer"),
     ({"state_dict": {"shared.0.conv.weight": [1.0]}}, "must map parameter names to tensors"),
-    ({"branch_at": "4"}, "parameter branches_feature.0.2.conv.weight is missing"),
-    ({"branch_at": "fc"}, "parameter shared.1.conv.weight is missing"),
+    ({"branch_at": "4"}, "parameter shared.1.conv.weight is missing"),
+    ({"branch_at": "null"}, "branches_feature.0.6.conv.weight is missing .* branch point and tasks"),
 ])
 def test_malformed_checkpoints_are_clear_errors(tmp_path, scaler_npz, changes, message):
-    checkpoint = save_checkpoint(tmp_path / "bad.pth", Reference(["bpm", "tag"], "2"), "2", **changes)
+    changes = {"branch_at": "2", **changes}
+    checkpoint = save_checkpoint(tmp_path / "bad.pth", Reference(["bpm", "tag"], "2"), **changes)
     with pytest.raises(ModelFileError, match=message):
         import_checkpoint(checkpoint, scaler_npz, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()

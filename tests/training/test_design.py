@@ -1,0 +1,165 @@
+"""Tests of the experimental design: 90 networks, 169 representations, design quality."""
+
+import csv
+import hashlib
+import itertools
+
+import numpy as np
+import pytest
+
+from mtlmusic.architectures import SOURCES, model_name, parse_model_name
+from mtlmusic.errors import ConfigError
+from mtlmusic_training import design as dz
+
+# SHA-256 of the 90 network names, one per line, in design_runs() order. The names decide
+# which networks get trained, so they must not drift between machines or versions; if this
+# changes on purpose, every trained model of the study changes with it.
+DESIGN_FINGERPRINT = "c41460a2fdf2e867cd751fc1be07b7807a7a2ac9ca063947226f7c4628c753aa"
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return dz.design_runs()
+
+
+@pytest.fixture(scope="module")
+def design(runs):
+    return [run for run in runs if run.role == "design"]
+
+
+def test_ninety_networks_in_three_roles(runs):
+    assert len(runs) == 90
+    assert [run.id for run in runs] == list(range(1, 91))
+    roles = [run.role for run in runs]
+    assert roles == ["design"] * 78 + ["all_sources"] * 4 + ["single_source"] * 8
+    assert [(run.architecture, run.sources) for run in runs[78:82]] == [(a, SOURCES) for a in dz.DESIGN_ARCHITECTURES]
+    assert [(run.architecture, run.sources) for run in runs[82:]] == [("SS-R", (s,)) for s in SOURCES]
+
+
+def test_network_names_are_model_names_and_unique(runs):
+    assert len({run.name for run in runs}) == 90
+    for run in runs:
+        assert run.name == model_name(run.architecture, run.sources)
+        assert parse_model_name(run.name) == (run.architecture, run.sources)
+
+
+def test_design_runs_have_two_to_seven_distinct_source_sets(design):
+    assert all(run.architecture in dz.DESIGN_ARCHITECTURES for run in design)
+    assert all(2 <= len(run.sources) <= 7 for run in design)
+    assert len({run.sources for run in design}) == 78
+    assert len({(run.architecture, run.sources) for run in design}) == 78
+
+
+def test_169_representations_with_unique_names(runs, design):
+    reps = dz.representations()
+    assert len(reps) == 169
+    assert len({rep.name for rep in reps}) == 169
+    assert [rep.name for rep in reps[:90]] == [run.name for run in runs]
+    msscr = reps[90:]
+    assert all(rep.architecture == "MSS-CR" for rep in msscr)
+    assert [rep.sources for rep in msscr] == [run.sources for run in design] + [SOURCES]
+    ssr = {run.name for run in runs if run.role == "single_source"}
+    for rep in msscr:
+        assert rep.name == model_name("MSS-CR", rep.sources)
+        assert rep.networks == tuple(f"ssr-{s}" for s in rep.sources)
+        assert set(rep.networks) <= ssr
+    assert all(rep.networks == (rep.name,) for rep in reps[:90])
+
+
+def test_design_is_deterministic_and_pinned(runs, design):
+    again = dz.optimal_design()
+    assert again == [(run.architecture, run.sources) for run in design]
+    assert dz.design_runs() == runs
+    names = "\n".join(run.name for run in runs)
+    assert hashlib.sha256(names.encode()).hexdigest() == DESIGN_FINGERPRINT
+
+
+def test_design_quality_figures(design):
+    quality = dz.design_quality(design)
+    assert quality == dz.design_quality()
+    assert quality["n_runs"] == 78
+    assert quality["d_efficiency"] > 98.0
+    assert quality["max_abs_corr_main"] < 0.1
+    assert quality["max_abs_corr_main_2fi"] < 0.15
+    assert sorted(quality["architecture_counts"].values()) == [19, 19, 20, 20]
+    assert set(quality["source_counts"]) == set(SOURCES)
+    assert all(36 <= count <= 42 for count in quality["source_counts"].values())
+    assert sum(quality["n_sources_counts"].values()) == 78
+    assert min(quality["n_sources_counts"]) >= 2 and max(quality["n_sources_counts"]) <= 7
+
+
+def test_design_quality_of_the_full_factorial_is_perfect():
+    full = [dz.Run(0, arch, tuple(s for s, on in zip(SOURCES, bits) if on), "", "design")
+            for arch in dz.DESIGN_ARCHITECTURES for bits in itertools.product((0, 1), repeat=8)]
+    quality = dz.design_quality(full)
+    assert quality["d_efficiency"] == pytest.approx(100.0)
+    assert quality["max_abs_corr_main"] == pytest.approx(0.0, abs=1e-12)
+    assert quality["max_abs_corr_main_2fi"] == pytest.approx(0.0, abs=1e-12)
+    assert set(quality["source_counts"].values()) == {512}
+
+
+def test_design_quality_sees_confounding():
+    # self and bpm always together: their main effects are perfectly correlated.
+    runs = [dz.Run(0, arch, ("self", "bpm") + extra, "", "design")
+            for arch in dz.DESIGN_ARCHITECTURES for extra in [(), ("tag",), ("year", "lyrics"), ("taste",)]]
+    runs += [dz.Run(0, arch, ("cdr_tag", "artist"), "", "design") for arch in dz.DESIGN_ARCHITECTURES]
+    quality = dz.design_quality(runs)
+    assert quality["max_abs_corr_main"] == pytest.approx(1.0)
+    assert quality["d_efficiency"] == 0.0
+
+
+def test_design_quality_rejects_other_architectures(runs):
+    with pytest.raises(ConfigError, match="design_quality takes runs"):
+        dz.design_quality(runs)
+
+
+def test_optimal_design_on_a_small_problem():
+    sources = ["bpm", "year", "tag", "taste", "lyrics"]
+    runs = dz.optimal_design(sources, ["MS-CR@2", "MS-CR@4", "MS-SR@FC"], 12, n_starts=3, seed=1)
+    assert len(runs) == 12 and len({s for _, s in runs}) == 12
+    assert all(2 <= len(s) <= 4 for _, s in runs)
+    counts = [sum(arch == a for arch, _ in runs) for a in ("MS-SR@FC", "MS-CR@2", "MS-CR@4")]
+    assert counts == [4, 4, 4]
+    assert [arch for arch, _ in runs] == sorted((arch for arch, _ in runs),
+                                                key=["MS-CR@2", "MS-CR@4", "MS-SR@FC"].index)
+    assert runs == dz.optimal_design(sources, ["MS-CR@2", "MS-CR@4", "MS-SR@FC"], 12, n_starts=3, seed=1)
+
+
+def test_alias_penalty_lowers_confounding_with_interactions():
+    def max_corr(weight):
+        chosen = dz.optimal_design(alias_weight=weight, n_starts=3)
+        runs = [dz.Run(0, a, s, "", "design") for a, s in chosen]
+        return dz.design_quality(runs)
+
+    plain, penalized = max_corr(0.0), max_corr(dz.ALIAS_WEIGHT)
+    assert plain["d_efficiency"] >= penalized["d_efficiency"] - 1e-9
+    assert penalized["max_abs_corr_main_2fi"] < plain["max_abs_corr_main_2fi"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_runs=300), "n_runs must lie"),
+    (dict(n_runs=5), "n_runs must lie"),
+    (dict(architectures=["SS-R", "MS-CR@2"]), "multi-task architectures only"),
+    (dict(architectures=["MS-CR@2", "mscr2"]), "Duplicate architectures"),
+    (dict(min_sources=8), "min_sources"),
+    (dict(n_starts=0), "n_starts"),
+    (dict(alias_weight=-1.0), "alias_weight"),
+])
+def test_optimal_design_rejects_impossible_requests(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        dz.optimal_design(**kwargs)
+
+
+def test_write_design_table(tmp_path, runs):
+    path = dz.write_design_table(tmp_path / "design.csv")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 90
+    assert list(rows[0]) == ["id", "name", "architecture", "role", "n_sources", *SOURCES]
+    for row, run in zip(rows, runs):
+        assert int(row["id"]) == run.id and row["name"] == run.name and row["role"] == run.role
+        assert tuple(s for s in SOURCES if row[s] == "1") == run.sources
+        assert int(row["n_sources"]) == len(run.sources)
+    assert [p.name for p in tmp_path.iterdir()] == ["design.csv"]
+    membership = np.array([[int(row[s]) for s in SOURCES] for row in rows[:78]])
+    assert membership.sum(axis=1).min() >= 2
