@@ -12,20 +12,8 @@ import soundfile as sf
 import torch
 
 from mtlmusic.architectures import build_network
-from mtlmusic.frontend import Scaler
 from mtlmusic.modelfile import save_model_file
-
-DATA = Path(__file__).parent / "data"
-REAL_MUSIC = DATA / "wesnoth-elvish-theme-excerpt.ogg"
-
-
-def tone(seconds: float, sr: int, channels: int = 2, seed: int = 0) -> np.ndarray:
-    """A (frames, channels) test signal: a chirp plus a little noise, different per channel."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    cols = [0.4 * np.sin(2 * np.pi * (220 * (c + 1) + 80 * t) * t) + 0.02 * rng.standard_normal(t.size)
-            for c in range(channels)]
-    return np.stack(cols, axis=1).astype(np.float32)
+from samples import random_scaler, tone
 
 
 @pytest.fixture(scope="session")
@@ -53,11 +41,6 @@ def m4a_file(tmp_path_factory, audio_dir, ffmpeg) -> Path:
     out = tmp_path_factory.mktemp("m4a") / "tone.m4a"
     subprocess.run([ffmpeg, "-v", "error", "-i", str(audio_dir / "tone.wav"), "-c:a", "aac", str(out)], check=True)
     return out
-
-
-def random_scaler(seed: int = 0) -> Scaler:
-    g = torch.Generator().manual_seed(seed)
-    return Scaler(-40 + 10 * torch.rand(128, generator=g), 10 + 5 * torch.rand(128, generator=g))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import mtlmusic
-from conftest import REAL_MUSIC, tone
+from samples import REAL_MUSIC, tone
 from mtlmusic import hear
 from mtlmusic.sklearn import MusicFeatures
 

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 import mtlmusic
-from conftest import REAL_MUSIC, tone
+from samples import REAL_MUSIC, tone
 from mtlmusic import AudioError, ModelNotFoundError
 from mtlmusic.frontend import SLICE_SECONDS
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REAL_MUSIC, tone
+from samples import REAL_MUSIC, tone
 from mtlmusic import AudioError, DecoderNotFoundError, load_audio
 from mtlmusic.audio import SAMPLE_RATE, audio_info, downmix_matrix, stream_audio
 

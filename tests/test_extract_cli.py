@@ -16,7 +16,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 import mtlmusic
-from conftest import REAL_MUSIC, tone
+from samples import REAL_MUSIC, tone
 from mtlmusic.batch import extract_files, find_audio_files
 from mtlmusic.cli import app
 from mtlmusic.io import read_features

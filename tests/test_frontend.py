@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_MUSIC, tone
+from samples import REAL_MUSIC, tone
 import mtlmusic.frontend as frontend
 from mtlmusic.audio import load_audio
 from mtlmusic.frontend import (SLICE_FRAMES, MelStream, Scaler, mel_filters, mel_power, power_to_db,

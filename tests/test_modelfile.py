@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import mtlmusic
-from conftest import random_scaler
+from samples import random_scaler
 from mtlmusic import ModelFileError
 from mtlmusic.architectures import ARCHITECTURES, build_network
 from mtlmusic.modelfile import load_model_file, read_config, save_model_file
