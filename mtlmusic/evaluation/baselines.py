@@ -68,7 +68,9 @@ def mfcc_features(y, sr: int) -> np.ndarray:
     if y.ndim == 2:
         y = y.mean(axis=0)
     elif y.ndim != 1:
-        raise AudioError(f"expected a waveform of shape (samples,) or (channels, samples), got {y.shape}")
+        raise AudioError(
+            f"expected a waveform of shape (samples,) or (channels, samples), got {y.shape}"
+        )
     if y.size == 0:
         raise AudioError("the waveform is empty")
     if not np.all(np.isfinite(y)):

@@ -1,4 +1,4 @@
-"""Loaders for the paper's evaluation datasets (Table 5) in their published layouts, and generic CSVs.
+"""Loaders for the paper's evaluation datasets (Table 5) in their published layouts, and CSVs.
 
 Each loader returns an :class:`EvalDataset`: the audio paths, one per track, and the task's targets
 (class labels, real values or a users x tracks like matrix), after checking that the layout is
@@ -107,13 +107,19 @@ class EvalDataset:
             "values": self.values is not None,
             "interactions": self.interactions is not None,
         }
-        needed = {"classification": "labels", "regression": "values", "recommendation": "interactions"}
+        needed = {
+            "classification": "labels",
+            "regression": "values",
+            "recommendation": "interactions",
+        }
         wanted = needed[self.task]
         if not present[wanted] or sum(present.values()) != 1:
             raise ConfigError(f"a {self.task} dataset carries {wanted} and no other targets")
         if self.task == "recommendation":
             if self.users is None or self.interactions.shape != (len(self.users), len(self.paths)):
-                raise ConfigError("interactions must be a users x tracks matrix matching users and paths")
+                raise ConfigError(
+                    "interactions must be a users x tracks matrix matching users and paths"
+                )
         elif len(self.targets) != len(self.paths):
             raise ConfigError(f"{len(self.targets)} targets for {len(self.paths)} tracks")
 
@@ -177,18 +183,24 @@ def _check_exist(paths: Iterable[Path], dataset: str) -> None:
 
 
 def _folder_classes(base: Path, pattern: re.Pattern, dataset: str, layout: str):
-    """Audio files in the class folders of ``base`` whose names match ``pattern``, labelled by folder."""
+    """Audio files in the class folders of ``base`` matching ``pattern``, labelled by folder."""
     paths, labels = [], []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()):
         for file in sorted(folder.iterdir()):
             match = pattern.fullmatch(file.name)
-            if file.is_file() and match and match.groupdict().get("label", folder.name) == folder.name:
+            if (
+                file.is_file()
+                and match
+                and match.groupdict().get("label", folder.name) == folder.name
+            ):
                 paths.append(file)
                 labels.append(folder.name)
     if not paths:
         raise ConfigError(f"no {dataset} audio found in {base} (expected {layout})")
     if len(set(labels)) < 2:
-        raise ConfigError(f"{dataset}: only one class folder with audio in {base} (expected {layout})")
+        raise ConfigError(
+            f"{dataset}: only one class folder with audio in {base} (expected {layout})"
+        )
     return paths, labels
 
 
@@ -236,7 +248,7 @@ def _read_table(path: Path, columns: dict[str, Sequence[str]], what: str) -> dic
     tab when the header line contains one, otherwise a comma; header names are stripped.
     """
     path = _require_file(Path(path), what)
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         first = handle.readline()
         handle.seek(0)
         reader = csv.reader(handle, delimiter="\t" if "\t" in first else ",")
@@ -255,7 +267,9 @@ def _read_table(path: Path, columns: dict[str, Sequence[str]], what: str) -> dic
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) <= max(index.values()):
-                raise ConfigError(f"{what} {path}, line {line}: expected {len(header)} fields, got {len(row)}")
+                raise ConfigError(
+                    f"{what} {path}, line {line}: expected {len(header)} fields, got {len(row)}"
+                )
             for canonical, i in index.items():
                 table[canonical].append(row[i].strip())
     if not next(iter(table.values())):
@@ -311,7 +325,9 @@ def load_gtzan(root) -> EvalDataset:
     >>> len(ds), ds.classes.size  # doctest: +SKIP
     (1000, 10)
     """
-    base = _first_dir(Path(root), ("genres", "genres_original", ""), "genres/<genre>/<genre>.000NN.wav", "GTZAN")
+    base = _first_dir(
+        Path(root), ("genres", "genres_original", ""), "genres/<genre>/<genre>.000NN.wav", "GTZAN"
+    )
     paths, labels = _folder_classes(base, _GTZAN_FILE, "GTZAN", "genres/<genre>/<genre>.000NN.wav")
     ids = [p.name.rsplit(".", 1)[0] for p in paths]
     return _classification("GTZAN", paths, ids, labels, None, 0, False)
@@ -319,11 +335,11 @@ def load_gtzan(root) -> EvalDataset:
 
 def _fma_rows(tracks_csv: Path):
     """Yield ``(track_id, subset, genre_top)`` from FMA's ``tracks.csv`` (two-row column header)."""
-    with tracks_csv.open(newline="", encoding="utf-8") as handle:
+    with tracks_csv.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         top = next(reader, [])
         sub = next(reader, [])
-        columns = list(zip(top, sub))
+        columns = list(zip(top, sub, strict=False))
         try:
             subset_col = columns.index(("set", "subset"))
             genre_col = columns.index(("track", "genre_top"))
@@ -338,7 +354,9 @@ def _fma_rows(tracks_csv: Path):
             try:
                 track_id = int(row[0])
             except ValueError:
-                raise ConfigError(f"{tracks_csv}, line {line}: track id {row[0]!r} is not an integer") from None
+                raise ConfigError(
+                    f"{tracks_csv}, line {line}: track id {row[0]!r} is not an integer"
+                ) from None
             if len(row) <= max(subset_col, genre_col):
                 raise ConfigError(f"{tracks_csv}, line {line}: the row is truncated")
             yield track_id, row[subset_col], row[genre_col]
@@ -388,7 +406,9 @@ def load_fma_medium(
     (1250, 16)
     """
     root = Path(root)
-    tracks_csv = _require_file(root / "fma_metadata" / "tracks.csv", "FMA metadata (fma_metadata/tracks.csv)")
+    tracks_csv = _require_file(
+        root / "fma_metadata" / "tracks.csv", "FMA metadata (fma_metadata/tracks.csv)"
+    )
     audio = root / "fma_medium"
     if check_files:
         _require_dir(audio, "FMA medium audio folder (fma_medium/)")
@@ -398,7 +418,9 @@ def load_fma_medium(
             ids.append(f"{track_id:06d}")
             labels.append(genre)
     if not ids:
-        raise ConfigError(f"{tracks_csv} lists no track of the small or medium subset with a top genre")
+        raise ConfigError(
+            f"{tracks_csv} lists no track of the small or medium subset with a top genre"
+        )
     paths = [audio / tid[:3] / f"{tid}.mp3" for tid in ids]
     return _classification("FMA", paths, ids, labels, subsample, seed, check_files)
 
@@ -518,7 +540,10 @@ def load_mediaeval_emotion(
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"emotion data set root not found: {root} is not a folder")
-    for candidate in (root / "annotations" / "static_annotations.csv", root / "static_annotations.csv"):
+    for candidate in (
+        root / "annotations" / "static_annotations.csv",
+        root / "static_annotations.csv",
+    ):
         if candidate.is_file():
             annotations = candidate
             break
@@ -529,7 +554,9 @@ def load_mediaeval_emotion(
     if audio_dir is None:
         audio = next((root / d for d in ("clips_45seconds", "clips") if (root / d).is_dir()), None)
         if audio is None:
-            raise ConfigError(f"no clips_45seconds/ (or clips/) folder under {root}; pass audio_dir")
+            raise ConfigError(
+                f"no clips_45seconds/ (or clips/) folder under {root}; pass audio_dir"
+            )
     else:
         audio = _require_dir(Path(audio_dir), "emotion audio folder")
     table = _read_table(
@@ -547,13 +574,17 @@ def load_mediaeval_emotion(
     )
 
 
-def _interactions(name, users_col, items_col, track_ids, paths, min_likes, check_files) -> EvalDataset:
+def _interactions(
+    name, users_col, items_col, track_ids, paths, min_likes, check_files
+) -> EvalDataset:
     if int(min_likes) != min_likes or min_likes < 1:
         raise ConfigError(f"min_likes must be a positive integer, got {min_likes!r}")
     column = {track: j for j, track in enumerate(track_ids)}
-    pairs = {(u, column[i]) for u, i in zip(users_col, items_col) if i in column}
+    pairs = {(u, column[i]) for u, i in zip(users_col, items_col, strict=True) if i in column}
     if not pairs:
-        raise ConfigError(f"{name}: no like refers to a track of the audio map; check the track ids")
+        raise ConfigError(
+            f"{name}: no like refers to a track of the audio map; check the track ids"
+        )
     per_user: dict[str, int] = {}
     for user, _ in pairs:
         per_user[user] = per_user.get(user, 0) + 1
@@ -569,7 +600,12 @@ def _interactions(name, users_col, items_col, track_ids, paths, min_likes, check
     if check_files:
         _check_exist(paths, name)
     return EvalDataset(
-        name, "recommendation", tuple(paths), tuple(track_ids), interactions=matrix, users=tuple(users)
+        name,
+        "recommendation",
+        tuple(paths),
+        tuple(track_ids),
+        interactions=matrix,
+        users=tuple(users),
     )
 
 
@@ -618,7 +654,9 @@ def load_thisismyjam(
     (993, 944)
     """
     likes = Path(likes)
-    table = _read_table(likes, {"user": ("user_id", "user"), "item": ("jam_id", "item")}, "likes file")
+    table = _read_table(
+        likes, {"user": ("user_id", "user"), "item": ("jam_id", "item")}, "likes file"
+    )
     track_ids, paths = _track_map(Path(audio_map), ("jam_id", "track_id", "item"), "audio map")
     return _interactions(
         "ThisIsMyJam", table["user"], table["item"], track_ids, paths, min_likes, check_files
@@ -663,7 +701,10 @@ def load_labels_csv(path, *, name: str | None = None, check_files: bool = True) 
     if check_files:
         _check_exist(paths, dataset_name)
     return EvalDataset(
-        dataset_name, "classification", tuple(paths), tuple(table["path"]),
+        dataset_name,
+        "classification",
+        tuple(paths),
+        tuple(table["path"]),
         labels=np.asarray(table["label"], dtype=str),
     )
 
@@ -744,5 +785,11 @@ def load_interactions_csv(
     table = _read_table(interactions, {"user": ("user",), "item": ("item",)}, "interactions CSV")
     track_ids, paths = _track_map(Path(tracks), ("item",), "tracks CSV")
     return _interactions(
-        name or interactions.stem, table["user"], table["item"], track_ids, paths, min_likes, check_files
+        name or interactions.stem,
+        table["user"],
+        table["item"],
+        track_ids,
+        paths,
+        min_likes,
+        check_files,
     )

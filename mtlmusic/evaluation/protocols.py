@@ -1,4 +1,6 @@
-"""Transfer-evaluation protocols of the paper (sections 4.2-4.3): classification, regression, recommendation.
+"""Transfer-evaluation protocols of the paper (sections 4.2-4.3).
+
+Classification, regression and recommendation.
 
 Every protocol takes one feature vector per track (``X``, shape ``(n_tracks, d)``) and the task's
 targets, and scores ``n_repeats x n_folds`` train/test splits (5 x 10 = 50 by default: each split
@@ -149,7 +151,8 @@ def _check_features(X, n_rows: int | None = None) -> np.ndarray:
     if not np.all(np.isfinite(X)):
         bad = np.flatnonzero(~np.all(np.isfinite(X), axis=1))
         raise ConfigError(
-            f"features contain NaN or infinite values in {bad.size} rows (first: {bad[:5].tolist()}); "
+            f"features contain NaN or infinite values in {bad.size} rows "
+            f"(first: {bad[:5].tolist()}); "
             "re-extract those tracks or drop them together with their targets"
         )
     return X
@@ -446,7 +449,7 @@ class _RidgeStep:
         self.factor = linalg.cho_factor(normal, lower=True, check_finite=False)
 
     def solve(self, V: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Return ``X W``, the coefficients (``W`` or ``alpha``) and ``||W||^2`` for targets ``V``."""
+        """``X W``, the coefficients (``W`` or ``alpha``) and ``||W||^2`` for targets ``V``."""
         if self.primal:
             coef = linalg.cho_solve(self.factor, self.X.T @ V, check_finite=False)
             fitted = self.X @ coef

@@ -12,9 +12,9 @@ SR = 22050
 
 def _tone(seconds=2.0, sr=SR, freq=440.0):
     t = np.arange(int(seconds * sr)) / sr
-    return (0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(0).normal(size=t.size)).astype(
-        np.float32
-    )
+    return (
+        0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(0).normal(size=t.size)
+    ).astype(np.float32)
 
 
 def test_layout_matches_librosa_statistics():
@@ -31,10 +31,14 @@ def test_layout_matches_librosa_statistics():
 def test_stereo_is_mixed_down_and_other_rates_resampled():
     y = _tone()
     stereo = np.stack([y, y])
-    np.testing.assert_allclose(mfcc_features(stereo, SR), mfcc_features(y, SR), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        mfcc_features(stereo, SR), mfcc_features(y, SR), rtol=1e-5, atol=1e-4
+    )
     at_44k = librosa.resample(y, orig_sr=SR, target_sr=44100)
     back = librosa.resample(at_44k, orig_sr=44100, target_sr=SR)
-    np.testing.assert_allclose(mfcc_features(at_44k, 44100), mfcc_features(back, SR), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        mfcc_features(at_44k, 44100), mfcc_features(back, SR), rtol=1e-5, atol=1e-4
+    )
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=2048 is too large")

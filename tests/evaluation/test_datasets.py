@@ -66,7 +66,7 @@ def _write_fma(root: Path, rows, with_audio=True):
         writer.writerow(["", "title", "split", "subset", "genre_top", "title"])
         writer.writerow(["track_id", "", "", "", "", ""])
         for track_id, subset, genre in rows:
-            title = "multi\nline, \"quoted\" title"  # real tracks.csv has such fields
+            title = 'multi\nline, "quoted" title'  # real tracks.csv has such fields
             writer.writerow([track_id, "Album", "training", subset, genre, title])
             if with_audio and subset in ("small", "medium"):
                 tid = f"{track_id:06d}"
@@ -74,8 +74,13 @@ def _write_fma(root: Path, rows, with_audio=True):
 
 
 def test_fma_medium_selects_small_and_medium_tracks(tmp_path):
-    rows = [(2, "small", "Hip-Hop"), (3, "medium", "Rock"), (1040, "medium", "Hip-Hop"),
-            (5, "large", "Rock"), (6, "medium", "")]
+    rows = [
+        (2, "small", "Hip-Hop"),
+        (3, "medium", "Rock"),
+        (1040, "medium", "Hip-Hop"),
+        (5, "large", "Rock"),
+        (6, "medium", ""),
+    ]
     _write_fma(tmp_path, rows)
     ds = load_fma_medium(tmp_path)
     assert (ds.name, len(ds)) == ("FMA", 3)
@@ -89,7 +94,7 @@ def test_fma_medium_stratified_subsample_is_seeded(tmp_path):
     rows += [(100, "medium", "Blues")]  # a rare class keeps one track
     _write_fma(tmp_path, rows)
     ds = load_fma_medium(tmp_path, subsample=0.5, seed=1)
-    counts = dict(zip(*np.unique(ds.labels, return_counts=True)))
+    counts = dict(zip(*np.unique(ds.labels, return_counts=True), strict=True))
     assert counts == {"Rock": 15, "Folk": 5, "Blues": 1}
     assert list(ds.ids) == sorted(ds.ids)
     assert load_fma_medium(tmp_path, subsample=0.5, seed=1).ids == ds.ids
@@ -129,7 +134,12 @@ def test_ballroom(tmp_path):
 def test_irmas_with_subsample(tmp_path):
     for instrument, n_files in (("cel", 10), ("voi", 20)):
         for n in range(n_files):
-            _touch(tmp_path / "IRMAS-TrainingData" / instrument / f"[{instrument}][pop_roc]{n:04d}__1.wav")
+            _touch(
+                tmp_path
+                / "IRMAS-TrainingData"
+                / instrument
+                / f"[{instrument}][pop_roc]{n:04d}__1.wav"
+            )
     full = load_irmas(tmp_path)
     assert (full.name, len(full)) == ("IRMAS", 30)
     small = load_irmas(tmp_path, subsample=0.2, seed=0)
@@ -196,13 +206,17 @@ def test_thisismyjam(tmp_path):
     )
     for jam in ("jA", "jB", "jC"):
         _touch(tmp_path / "audio" / f"{jam}.mp3")
-    (tmp_path / "map.csv").write_text("jam_id,path\njA,audio/jA.mp3\njB,audio/jB.mp3\njC,audio/jC.mp3\n")
+    (tmp_path / "map.csv").write_text(
+        "jam_id,path\njA,audio/jA.mp3\njB,audio/jB.mp3\njC,audio/jC.mp3\n"
+    )
     ds = load_thisismyjam(tmp_path / "likes.tsv", tmp_path / "map.csv")
     assert (ds.name, ds.task) == ("ThisIsMyJam", "recommendation")
     assert ds.users == ("u1", "u2") and ds.ids == ("jA", "jB", "jC")
     assert ds.paths[0] == tmp_path / "audio" / "jA.mp3"
     np.testing.assert_array_equal(ds.interactions.toarray(), [[1, 1, 0], [0, 1, 0]])
-    assert load_thisismyjam(tmp_path / "likes.tsv", tmp_path / "map.csv", min_likes=2).users == ("u1",)
+    assert load_thisismyjam(tmp_path / "likes.tsv", tmp_path / "map.csv", min_likes=2).users == (
+        "u1",
+    )
 
 
 def test_thisismyjam_errors(tmp_path):
@@ -225,7 +239,11 @@ def test_labels_and_values_csv(tmp_path):
     _touch(tmp_path / "sub" / "b.wav")
     (tmp_path / "labels.csv").write_text("path,label,comment\na.wav,x,first\nsub/b.wav,y,\n")
     labels = load_labels_csv(tmp_path / "labels.csv")
-    assert (labels.name, labels.task, labels.ids) == ("labels", "classification", ("a.wav", "sub/b.wav"))
+    assert (labels.name, labels.task, labels.ids) == (
+        "labels",
+        "classification",
+        ("a.wav", "sub/b.wav"),
+    )
     assert labels.paths[1] == tmp_path / "sub" / "b.wav"
     (tmp_path / "values.csv").write_text("path,value\na.wav,1.5\nsub/b.wav,-2\n")
     values = load_values_csv(tmp_path / "values.csv", name="Tempo")
@@ -253,4 +271,6 @@ def test_dataset_consistency_is_checked():
     with pytest.raises(ConfigError, match="unknown task"):
         EvalDataset("x", "clustering", (), ())
     with pytest.raises(ConfigError, match="not unique"):
-        EvalDataset("x", "classification", (Path("a"), Path("b")), ("a", "a"), labels=np.array(["p", "q"]))
+        EvalDataset(
+            "x", "classification", (Path("a"), Path("b")), ("a", "a"), labels=np.array(["p", "q"])
+        )

@@ -42,7 +42,10 @@ def _lbfgs_minimum(R, X, r, lv, lu, lw, restarts=8):
     best = np.inf
     for _ in range(restarts):
         result = optimize.minimize(
-            fun, rng.normal(size=sum(sizes)), jac=True, method="L-BFGS-B",
+            fun,
+            rng.normal(size=sum(sizes)),
+            jac=True,
+            method="L-BFGS-B",
             options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-10},
         )
         best = min(best, result.fun)
@@ -157,7 +160,9 @@ def test_recommendation_protocol_rewards_informative_features():
     informative = evaluate_recommendation(R, X, **kwargs)
     noise = evaluate_recommendation(R, np.random.default_rng(9).normal(size=X.shape), **kwargs)
     assert (informative.task, informative.metric, informative.n_splits) == (
-        "recommendation", "ap@20", 10,
+        "recommendation",
+        "ap@20",
+        10,
     )
     assert np.all((informative.scores >= 0) & (informative.scores <= 1))
     assert informative.mean > 2 * noise.mean
