@@ -112,6 +112,8 @@ class RegistryEntry:
     def from_json(cls, name: str, data: Mapping[str, Any], origin: str = "registry") -> "RegistryEntry":
         """Validate and build an entry; raises :class:`~mtlmusic.errors.ConfigError` when it is malformed."""
         try:
+            if not isinstance(data["sources"], list):
+                raise TypeError("sources must be a list")
             entry = cls(name, str(data["file"]), str(data["sha256"]).lower(), str(data["architecture"]),
                         tuple(data["sources"]), int(data["dim"]))
         except (KeyError, TypeError, ValueError) as err:
@@ -155,7 +157,10 @@ class Registry:
             raise ConfigError(f"Cannot read the model registry {path}: {err}") from err
         if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
             raise ConfigError(f"{path}: a model registry is a JSON object with a 'models' object.")
-        if data.get("format_version", REGISTRY_FORMAT) > REGISTRY_FORMAT:
+        version = data.get("format_version", REGISTRY_FORMAT)
+        if not isinstance(version, int) or version < 1:
+            raise ConfigError(f"{path}: the registry has no valid format_version.")
+        if version > REGISTRY_FORMAT:
             raise ConfigError(f"{path}: registry format {data['format_version']} is newer than this mtlmusic "
                               f"understands ({REGISTRY_FORMAT}); upgrade with `pip install -U mtlmusic`.")
         models = {name: RegistryEntry.from_json(name, entry, str(path))
@@ -272,7 +277,7 @@ def _is_offline() -> bool:
 
 def _is_path(name_or_path: str | os.PathLike) -> bool:
     text = os.fspath(name_or_path)
-    return (Path(text).suffix == ".safetensors" or os.path.exists(text) or os.sep in text
+    return (Path(text).suffix == ".safetensors" or os.path.isfile(text) or os.sep in text
             or (os.altsep is not None and os.altsep in text))
 
 

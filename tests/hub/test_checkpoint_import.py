@@ -124,10 +124,12 @@ def test_import_matches_the_reference_layout(tmp_path, scaler_npz, reference_sli
         assert expected.abs().sum() > 0
         slices = model.extract_slices(AUDIO, sr=22050).features
         np.testing.assert_allclose(slices, expected.numpy(), **close)
-        track = model.extract(AUDIO, sr=22050)
-        np.testing.assert_allclose(track, torch.cat([expected.mean(0), expected.std(0, unbiased=False)]), **close)
+        if branch_at == "null":  # the no-sharing case the authors' own extraction could not load, end to end
+            track = model.extract(AUDIO, sr=22050)
+            np.testing.assert_allclose(track, torch.cat([expected.mean(0), expected.std(0, unbiased=False)]), **close)
         # the heads: our features through our heads equal the reference's heads on its features
-        ours = {s: torch.from_numpy(slices[:, i * 256:(i + 1) * 256]) for i, s in enumerate(network.representation_blocks)}
+        ours = {block: torch.from_numpy(slices[:, i * 256:(i + 1) * 256])
+                for i, block in enumerate(network.representation_blocks)}
         bpm = ours["shared" if branch_at == "fc" else "bpm"]
         np.testing.assert_allclose(network.heads["bpm"](bpm), reference.infer(per_task["bpm"], "bpm"), **close)
         mine = ours["shared" if branch_at == "fc" else "self"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 from huggingface_hub import constants
 
 import mtlmusic
+from hub_fixtures import fake_hub, hub_env, hub_tools, published  # noqa: F401  (fixtures)
 from mtlmusic import ConfigError, ModelFileError, ModelNotFoundError
 from mtlmusic.hub import (Registry, cache_dir, file_sha256, list_models, load_network, model_files, model_status,
                           resolve_model)
@@ -25,6 +29,15 @@ def cached_blobs(home: Path) -> list[Path]:
 def test_registry_shipped_with_the_package_is_valid():
     registry = Registry.read(Path(mtlmusic.__file__).parent / "registry.json")
     assert isinstance(registry.models, dict)
+
+
+def test_import_and_listing_touch_no_network(published, hub_env):
+    code = ("import mtlmusic, mtlmusic.hub as hub; "
+            "print(hub.list_models('ssr-*'), hub.model_status('ssr-bpm'), hub.model_status('msscr-self-bpm'))")
+    done = subprocess.run([sys.executable, "-c", code], env=os.environ.copy(), capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["['ssr-bpm',", "'ssr-self']", "remote", "remote"]
+    assert hub_env.requests == []
 
 
 def test_list_models_and_status(published):

@@ -7,6 +7,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 import mtlmusic
+from hub_fixtures import fake_hub, hub_env, hub_tools  # noqa: F401  (fixtures)
 from mtlmusic import ConfigError, ModelFileError
 from mtlmusic.architectures import build_network
 from mtlmusic.hub import Registry, file_sha256, list_models, model_status, push_models

@@ -1,4 +1,6 @@
-"""A local stand-in for the Hugging Face hub, and published test models.
+"""A local stand-in for the Hugging Face hub, published test models, and their fixtures.
+
+Test modules import the fixtures they use from here (``from hub_fixtures import ...``).
 
 :class:`FakeHub` is a threaded HTTP server on 127.0.0.1 that answers the
 endpoints ``huggingface_hub`` calls: ``HEAD``/``GET /{repo}/resolve/{revision}/{file}``
@@ -218,6 +220,6 @@ def write_registry(path: Path, files: dict[str, Path], commit: str, sha256: dict
 
 @pytest.fixture
 def hub_tools():
-    """The helpers above, for test modules (which cannot import a conftest)."""
+    """The helpers above, as a fixture."""
     return SimpleNamespace(repo=REPO, make_model_file=make_model_file, write_registry=write_registry,
                            random_scaler=random_scaler)

@@ -1,0 +1,121 @@
+"""``mtlmusic-train``: the study's reproduction, one command per step.
+
+Steps, each resumable::
+
+    mtlmusic-train cache MANIFEST DATA            # decode once: the mel cache and the scaler
+    mtlmusic-train design -o design.csv           # the 90 networks, with the design's quality
+    mtlmusic-train run DATA RUN_DIR --arch MS-CR@2 --sources self,bpm,tag
+    mtlmusic-train grid DATA RUNS --runs 1-90     # skips finished runs, resumes interrupted ones
+    mtlmusic-train status RUNS
+    mtlmusic-train export RUN_DIR -o model.safetensors
+
+``DATA`` is a folder with ``manifest.csv``, ``cache/``, ``scaler.npz`` and
+``targets/<source>.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Reproduce the study: mel cache, targets, design, training, export.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def cache(manifest: Path = typer.Argument(..., help="CSV with track_id, path, split."),
+          data: Path = typer.Argument(..., help="Data folder to write cache/ and scaler.npz into."),
+          workers: int = typer.Option(2, help="Decoding processes."),
+          shard_tracks: int = typer.Option(256, help="Tracks per cache shard.")) -> None:
+    """Build (or resume) the mel cache of every track, then fit the scaler on the training split."""
+    import numpy as np
+
+    from .datasets import Manifest
+    from .melcache import build_mel_cache, fit_scaler
+
+    items = Manifest.load(manifest)
+    mel = build_mel_cache(items, data / "cache", workers=workers, shard_tracks=shard_tracks)
+    split_of = dict(zip(items.track_ids, items.splits))
+    train = [i for i, t in enumerate(mel.track_ids) if split_of.get(t) == "train"]
+    scaler = fit_scaler(mel, train)
+    np.savez(data / "scaler.npz", mean=scaler.mean.numpy(), std=scaler.std.numpy())
+    typer.echo(f"{len(mel.track_ids)} tracks cached; scaler fitted on {len(train)} training tracks.")
+
+
+@app.command()
+def design(output: Optional[Path] = typer.Option(None, "-o", "--output", help="CSV of the 90 runs.")) -> None:
+    """Print the quality of the 78-run optimal design (and write the 90-run table)."""
+    from .design import design_quality, write_design_table
+
+    if output:
+        write_design_table(output)
+        typer.echo(f"wrote {output}")
+    typer.echo(json.dumps(design_quality(), indent=2))
+
+
+@app.command()
+def run(data: Path = typer.Argument(..., help="Prepared data folder."),
+        run_dir: Path = typer.Argument(..., help="Folder for checkpoints and history (resumed if present)."),
+        arch: str = typer.Option(..., "--arch", help="SS-R, MS-CR@2, MS-CR@4, MS-CR@6 or MS-SR@FC."),
+        sources: str = typer.Option(..., help="Comma-separated learning sources."),
+        epochs: int = typer.Option(100), batch_size: int = typer.Option(48),
+        iterations_per_epoch: Optional[int] = typer.Option(None, help="Default: l x m, as the paper."),
+        device: str = typer.Option("auto"), seed: int = typer.Option(0),
+        export: Optional[Path] = typer.Option(None, help="Write the model file here when finished.")) -> None:
+    """Train one network (Algorithm 1); rerun the same command to resume."""
+    from .trainer import Trainer, TrainConfig, load_training_data
+
+    source_list = [s.strip() for s in sources.split(",") if s.strip()]
+    config = TrainConfig(arch, source_list, epochs=epochs, batch_size=batch_size, device=device, seed=seed,
+                         iterations_per_epoch=iterations_per_epoch)
+    trainer = Trainer(config, load_training_data(data, source_list), run_dir, log=typer.echo)
+    trainer.train()
+    if export:
+        trainer.export(export, overwrite=True)
+        typer.echo(f"exported {export}")
+
+
+@app.command()
+def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
+         runs: str = typer.Option("", help="Run ids, e.g. '1-10,83' (default: all 90)."),
+         epochs: int = typer.Option(100), device: str = typer.Option("auto"), seed: int = typer.Option(0),
+         parallel: int = typer.Option(1, help="Runs trained at once on the device.")) -> None:
+    """Train a range of the study's 90 networks, skipping finished ones and resuming interrupted ones."""
+    from .grid import parse_range, run_grid
+
+    run_grid(data, runs_dir, parse_range(runs, 90), epochs=epochs, device=device, seed=seed,
+             parallel=parallel, log=typer.echo)
+
+
+@app.command()
+def status(runs_dir: Path = typer.Argument(...)) -> None:
+    """List the 90 runs as done, started or pending."""
+    from .grid import run_status
+
+    for run, state in run_status(runs_dir):
+        typer.echo(f"{run.id:3d}  {state:8s}  {run.name}")
+
+
+@app.command("export")
+def export_run(run_dir: Path = typer.Argument(..., help="A run folder with a checkpoint."),
+               data: Path = typer.Argument(..., help="The data folder it was trained on."),
+               output: Path = typer.Option(..., "-o", "--output"),
+               overwrite: bool = typer.Option(False)) -> None:
+    """Write a run's latest checkpoint as an mtlmusic model file."""
+    import torch
+
+    from .trainer import Trainer, TrainConfig, load_training_data
+
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    config = TrainConfig(**state["config"])
+    config.device = "cpu"
+    trainer = Trainer(config, load_training_data(data, config.sources), run_dir, log=lambda _: None)
+    trainer.export(output, overwrite=overwrite)
+    typer.echo(f"exported {output} (epoch {trainer.epoch})")
+
+
+if __name__ == "__main__":
+    app()
