@@ -102,13 +102,70 @@ app.command("extract")(extract)
 
 @app.command("models")
 def models(pattern: Optional[str] = typer.Argument(None, help="Glob over names, e.g. 'mscr2-*'.")) -> None:
-    """List the known models and where each can be loaded from."""
+    """List the known models: architecture, sources, feature dimension, and where each loads from.
+
+    Status: embedded (in the package), cached (downloaded, usable offline), remote
+    (downloaded on first use) or not installed.
+    """
+    from .architectures import parse_model_name
+    from .errors import ConfigError, ModelNotFoundError
     from .hub import list_models, model_status
 
-    table = Table("name", "status")
+    table = Table("name", "architecture", "sources", "dim", "status")
     for name in list_models(pattern):
-        table.add_row(name, model_status(name))
+        try:
+            status = model_status(name)
+        except ModelNotFoundError:
+            status = "not installed"
+        try:
+            arch, sources = parse_model_name(name)
+            blocks = 1 if arch in ("SS-R", "MS-SR@FC") else len(sources)
+            table.add_row(name, arch, ",".join(sources), str(2 * 256 * blocks), status)
+        except ConfigError:  # an alias such as "default"
+            table.add_row(name, "", "", "", status)
     Console().print(table)
+
+
+hub_app = typer.Typer(help="Publish models to a Hugging Face hub repository.", no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.command("push")
+def hub_push(files: list[Path] = typer.Argument(..., help="Model files (.safetensors) to publish."),
+             repo: str = typer.Option(..., "--repo", help="Hub repository id, e.g. org/mtlmusic-models."),
+             registry: Path = typer.Option(Path("registry.json"), help="Registry JSON to create or update."),
+             token: Optional[str] = typer.Option(None, envvar="HF_TOKEN", help="Hub token (default: HF_TOKEN)."),
+             revision: str = typer.Option("main", help="Branch to commit to.")) -> None:
+    """Upload model files with a model card, and record them (file, sha256, pinned revision) in a registry."""
+    from .hub import push_models
+
+    try:
+        entries = push_models(files, repo, token=token, registry_path=registry, revision=revision)
+    except MtlmusicError as err:
+        err_console.print(f"error: {err}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    for name, entry in entries.items():
+        typer.echo(f"{name}: {entry.file} sha256 {entry.sha256[:12]}")
+    typer.echo(f"registry written to {registry}; ship it as mtlmusic/registry.json or set MTLMUSIC_REGISTRY.")
+
+
+@app.command("import-checkpoint")
+def import_checkpoint_command(
+    checkpoint: Path = typer.Argument(..., help="The study's PyTorch checkpoint (torch.save dict)."),
+    scaler: Path = typer.Option(..., "--scaler", help=".npz with the scaler's 'mean' and 'sd'."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors)."),
+    trust_pickle: bool = typer.Option(False, help="Allow full unpickling (only for checkpoints you trust)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+) -> None:
+    """Convert a released checkpoint of the study into an mtlmusic model file."""
+    from .checkpoint import import_checkpoint
+
+    try:
+        path = import_checkpoint(checkpoint, scaler, output, overwrite=overwrite, allow_pickle=trust_pickle)
+    except MtlmusicError as err:
+        err_console.print(f"error: {err}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {path}")
 
 
 @app.command("info")

@@ -177,3 +177,13 @@ def test_killed_run_resumes_to_the_same_result(model_file, tmp_path):
     a, b = read_features(out), read_features(tmp_path / "clean.npy")
     assert a.paths == b.paths and len(a.paths) == 40
     assert np.allclose(a.features, b.features, atol=1e-5)
+
+
+def test_models_and_info(model_file):
+    listing = runner.invoke(app, ["models"])
+    assert listing.exit_code == 0 and "default" in listing.output
+    info = runner.invoke(app, ["info", str(model_file)])
+    assert info.exit_code == 0
+    config = __import__("json").loads(info.output)
+    assert config["architecture"] == "MS-CR@2" and config["dim"] == 1536
+    assert runner.invoke(app, ["info", "no-such-model"]).exit_code == 2
