@@ -189,39 +189,43 @@ def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int
     paths = [Path(p) for p in paths]
     scaler = model.scaler_cpu
     if workers <= 0:
-        yield from _ordered(model, paths, keep_slices, lambda path: _prepare(path, scaler))
+        yield from _ordered(model, paths, keep_slices,
+                            ((i, _prepare(path, scaler)) for i, path in enumerate(paths)))
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(scaler.mean.numpy(), scaler.std.numpy())) as pool:
-        window: deque[Future] = deque()
-        queue = iter(paths)
-
-        def submit_next() -> None:
-            path = next(queue, None)
-            if path is not None:
-                window.append(pool.submit(_prepare, path))
-
-        for _ in range(2 * workers + 2):
-            submit_next()
-
-        def prepared(_path: Path):
-            outcome = window.popleft().result()
-            submit_next()
-            return outcome
-
-        yield from _ordered(model, paths, keep_slices, prepared)
+        yield from _ordered(model, paths, keep_slices, _shared_work(pool, paths, scaler, window=2 * workers + 2))
 
 
-def _ordered(model: Model, paths: list[Path], keep_slices: bool, prepare) -> Iterator[TrackResult]:
-    """Run prepared tracks through the batcher; yield results in input order as soon as they are final."""
+def _shared_work(pool: ProcessPoolExecutor, paths: list[Path], scaler: Scaler,
+                 window: int) -> Iterator[tuple[int, tuple]]:
+    """Prepared tracks ``(index, outcome)``: the workers take files from the front of the list, and
+    while the next one is not ready this process prepares one from the back instead of waiting."""
+    pending: deque[tuple[int, Future]] = deque()
+    front, back = 0, len(paths)  # paths[front:back] are not started yet
+    while pending or front < back:
+        while len(pending) < window and front < back:
+            pending.append((front, pool.submit(_prepare, paths[front])))
+            front += 1
+        if pending and (pending[0][1].done() or front >= back):
+            index, future = pending.popleft()
+            yield index, future.result()
+        else:
+            back -= 1
+            yield back, _prepare(paths[back], scaler)
+
+
+def _ordered(model: Model, paths: list[Path], keep_slices: bool,
+             outcomes: Iterable[tuple[int, tuple]]) -> Iterator[TrackResult]:
+    """Run prepared tracks (in any order) through the batcher; yield results in input order once final."""
     batcher = _Batcher(model, keep_slices)
     results: list[TrackResult | None] = [TrackResult(p) for p in paths]
     done: set[int] = set()
     next_out = 0
-    for index, path in enumerate(paths):
+    for index, (kind, payload, seconds, messages) in outcomes:
         result = results[index]
-        kind, payload, result.seconds, result.warnings = prepare(path)
+        result.seconds, result.warnings = seconds, messages
         if kind == "error":
             result.error = payload
             done.add(index)
@@ -235,7 +239,7 @@ def _ordered(model: Model, paths: list[Path], keep_slices: bool, prepare) -> Ite
             yield results[next_out]
             results[next_out] = None
             next_out += 1
-    batcher.flush()
+    done.update(batcher.flush())
     while next_out < len(results):
         yield results[next_out]
         next_out += 1

@@ -49,12 +49,36 @@ CHUNK_FRAMES = 4096
 LONG_AUDIO_SECONDS = 600.0
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    log_step = np.log(6.4) / 27.0
+    return np.where(hz < 1000.0, 3.0 * hz / 200.0, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / log_step)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    log_step = np.log(6.4) / 27.0
+    return np.where(mel < 15.0, 200.0 * mel / 3.0, 1000.0 * np.exp(log_step * (mel - 15.0)))
+
+
 @lru_cache(maxsize=1)
 def mel_filters() -> np.ndarray:
-    """The ``(128, 513)`` Slaney-normalised mel filter bank (librosa's defaults, fmax = 11,025 Hz)."""
-    import librosa
+    """The ``(128, 513)`` mel filter bank: Slaney scale and area normalisation, 0 to 11,025 Hz.
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=0.0, fmax=SAMPLE_RATE / 2)
+    The same triangles as ``librosa.filters.mel(sr=22050, n_fft=1024, n_mels=128)``.
+
+    >>> mel_filters().shape
+    (128, 513)
+    """
+    fft_hz = np.linspace(0.0, SAMPLE_RATE / 2, 1 + N_FFT // 2)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), N_MELS + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, np.newaxis] - fft_hz[np.newaxis, :]
+    rising = -ramps[:-2] / widths[:-1, np.newaxis]
+    falling = ramps[2:] / widths[1:, np.newaxis]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, np.newaxis]
+    return weights.astype(np.float32)
 
 
 class MelSpectrogram(nn.Module):

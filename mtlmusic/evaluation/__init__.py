@@ -1,8 +1,9 @@
 """Transfer evaluation of music representations (paper sections 4.2-4.4).
 
-Evaluation works on feature vectors only: extract one vector per track of a dataset (any
-extractor, or the :func:`mfcc_features` baseline), then score it with the protocol of the
-dataset's task.
+The protocols work on feature vectors only: one vector per track of a dataset (any extractor,
+or the :func:`mfcc_features` baseline), scored with the protocol of the dataset's task.
+:func:`evaluate` does both steps for a model, a feature file, a baseline or any function of the
+audio, with a feature cache; :func:`explain` reads a multi-task model's heads back as topics.
 
 Examples
 --------
@@ -37,18 +38,37 @@ from mtlmusic.evaluation.protocols import (
     evaluate_recommendation,
     evaluate_regression,
 )
+from mtlmusic.evaluation.run import (
+    BASELINES,
+    RAND_SEED,
+    DatasetFeatures,
+    dataset_features,
+    evaluate,
+    fit_scaler,
+    rand_model,
+)
+from mtlmusic.evaluation.explain import TaskExplanation, Topic, explain, plot_map
 
 __all__ = [
+    "BASELINES",
     "MFCC_SAMPLE_RATE",
     "N_MFCC",
+    "RAND_SEED",
     "ContentALSModel",
+    "DatasetFeatures",
     "EvalDataset",
     "EvaluationResult",
+    "TaskExplanation",
+    "Topic",
     "average_precision_at_k",
     "content_als",
+    "dataset_features",
+    "evaluate",
     "evaluate_classification",
     "evaluate_recommendation",
     "evaluate_regression",
+    "explain",
+    "fit_scaler",
     "load_ballroom",
     "load_fma_medium",
     "load_gtzan",
@@ -59,4 +79,6 @@ __all__ = [
     "load_thisismyjam",
     "load_values_csv",
     "mfcc_features",
+    "plot_map",
+    "rand_model",
 ]
