@@ -616,7 +616,9 @@ def load_network(name_or_path: str | os.PathLike = "default", *, registry: Regis
     files = model_files(name_or_path, registry=registry, repo_id=repo_id, revision=revision,
                         endpoint=endpoint, token=token)
     if len(files) == 1:
-        network, scaler, config = load_model_file(next(iter(files.values())))
+        path = next(iter(files.values()))
+        network, scaler, config = load_model_file(path)
+        config["path"] = str(path)
         if not _is_path(name_or_path) and not config.get("name"):
             config["name"] = ALIASES.get(str(name_or_path), str(name_or_path))
         return network, scaler, config
