@@ -66,6 +66,7 @@ class TrainConfig:
     valid_tracks: int = 512          # validation tracks per task (fixed crops)
     data_on_device: bool = True      # on CUDA, keep the whole mel cache on the GPU when it fits
     amp: bool = True                 # bf16 autocast on CUDA
+    channels_last: bool = True       # channels-last layout on CUDA
     head_sizes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -183,7 +184,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         head_sizes = {s: data.tasks[s].targets.shape[1] for s in config.sources if s != "self"}
         self.network = build_network(config.architecture, config.sources, head_sizes).to(self.device)
-        if self.device.type == "cuda":
+        self.channels_last = config.channels_last and self.device.type == "cuda"
+        if self.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.rng = np.random.default_rng(config.seed)
@@ -248,7 +250,7 @@ class Trainer:
 
     def _input(self, tracks: np.ndarray, starts: np.ndarray) -> torch.Tensor:
         x = self.crops(tracks, starts)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # --- the loop ---------------------------------------------------------------------------
 
