@@ -42,7 +42,10 @@ def cache(manifest: Path = typer.Argument(..., help="CSV with track_id, path, sp
     train = [i for i, t in enumerate(mel.track_ids) if split_of.get(t) == "train"]
     scaler = fit_scaler(mel, train)
     np.savez(data / "scaler.npz", mean=scaler.mean.numpy(), std=scaler.std.numpy())
-    typer.echo(f"{len(mel.track_ids)} tracks cached; scaler fitted on {len(train)} training tracks.")
+    for track_id, reason in mel.failures.items():
+        typer.echo(f"failed: {track_id}: {reason}", err=True)
+    typer.echo(f"{len(mel.track_ids)} tracks cached, {len(mel.failures)} failed; "
+               f"scaler fitted on {len(train)} training tracks.")
 
 
 @app.command()

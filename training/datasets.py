@@ -1,0 +1,919 @@
+"""Training data: a generic manifest of tracks and adapters that read the published MSD and FMA layouts.
+
+A :class:`Manifest` lists the training corpus: one row per track with its id,
+its audio file and its split (``train``, ``valid`` or ``test``), saved as a CSV
+file with the columns ``track_id,path,split``. An adapter reads a published
+dataset into a :class:`PreparedDataset`: the manifest plus, per learning
+source, the raw input that :func:`mtlmusic_training.targets.compute_targets`
+takes, row ``i`` always being manifest track ``i``:
+
+=========  ==========================================================================
+source     raw input
+=========  ==========================================================================
+tag        ``scipy.sparse.csr_matrix`` track x tag counts
+taste      ``csr_matrix`` track x user play counts
+cdr_tag    ``csr_matrix`` binary track x genre
+lyrics     ``csr_matrix`` track x word counts (TF-IDF is applied by the targets)
+bpm, year  float64 array, NaN where unknown
+artist     ``(labels, track_tag_counts)``: artist label per track (``""`` when
+           unknown; such tracks' tag rows are zero, so they get no target) and
+           the ``tag`` matrix
+=========  ==========================================================================
+
+``self`` needs nothing but the audio, so it is never among the sources. The
+column names of each matrix are in :attr:`PreparedDataset.vocabularies`.
+
+Million Song Dataset (:func:`load_msd`)
+    * audio: the 30 s previews, one file per track named ``<TRACK_ID>.<ext>``
+      anywhere under a folder: nested like the MSD itself
+      (``<root>/A/B/C/TRABC....mp3``, letters 3 to 5 of the id) or flat.
+    * ``tag``: Last.fm ``lastfm_tags.db`` (SQLite). Its published schema is
+      ``tids(tid TEXT)``, ``tags(tag TEXT)``, ``tid_tag(tid INT, tag INT, val FLOAT)``,
+      where ``tid_tag.tid`` and ``tid_tag.tag`` are the ``ROWID`` of a row of
+      ``tids`` and ``tags`` and ``val`` is Last.fm's 0-100 tag weight, used as
+      the count (weights of 0 are dropped).
+    * ``taste``: Echo Nest Taste Profile ``train_triplets.txt`` (``user \\t song_id
+      \\t play_count``) with ``unique_tracks.txt`` (``track_id<SEP>song_id<SEP>artist
+      <SEP>title``) mapping songs to tracks; a song maps to every track of it.
+      Pairs listed in the published ``sid_mismatches.txt`` (``ERROR: <SONG TRACK>
+      ...``), songs matched to the wrong track, can be excluded.
+    * ``lyrics``: musiXmatch ``mxm_dataset_train.txt`` (and ``_test``): ``#``
+      comment lines, one ``%word,word,...`` line listing the 5,000 words, then
+      ``track_id,mxm_track_id,word_index:count,...`` with 1-based word indices.
+    * ``year``, ``bpm``, ``artist`` labels: a CSV exported from the MSD summary
+      file (``msd_summary_file.h5``) with a header and the columns ``track_id``,
+      ``year``, ``tempo``, ``artist_id`` (any may be empty; 0 means unknown, as in the MSD).
+    * ``cdr_tag``: the professional genre annotations are not public; supply a
+      CSV ``track_id,genre``, one row per track and genre.
+    * ``artist``: the Last.fm tags of each artist's tracks pooled per artist
+      (needs the tags and the artist ids).
+    * splits: the MSD has none; :func:`assign_splits` draws them from a hash of
+      each track id (the paper: 90 % train, 10 % validation).
+
+Free Music Archive (:func:`load_fma`), from the public ``fma_metadata.zip``
+and an audio archive ``fma_<size>.zip``:
+
+=========  ==============================================================  ===================
+source     FMA field                                                       notes
+=========  ==============================================================  ===================
+self       audio ``fma_<size>/<id[:3]>/<id>.mp3`` (6-digit zero-padded)    every track
+tag        ``tracks.csv`` ``(track, tags)``                                user tags; binary,
+                                                                           lower-cased
+cdr_tag    ``tracks.csv`` ``(track, genres_all)``                          binary; genre
+                                                                           titles from
+                                                                           ``genres.csv``
+year       ``tracks.csv`` ``(album, date_released)``                       the year
+bpm        ``echonest.csv`` ``(echonest, audio_features, tempo)``          about 13k tracks
+artist     ``tracks.csv`` ``(artist, id)`` x the ``tag`` matrix            tags pooled per
+                                                                           artist
+taste      unavailable: FMA has no listening data                          --
+lyrics     unavailable: FMA has no lyrics                                  --
+=========  ==============================================================  ===================
+
+``tracks.csv`` has a two-level column header followed by a ``track_id`` row
+(``pandas.read_csv(index_col=0, header=[0, 1])``), ``echonest.csv`` a three-level
+one; list columns (``tags``, ``genres_all``) are Python literals such as
+``"['rock', 'lo-fi']"`` and ``"[21, 38]"``. Splits come from ``(set, split)``
+(``training`` / ``validation`` / ``test``) and the tracks from ``(set, subset)``:
+a size takes its own subset and the smaller ones (``small`` is within
+``medium``, which is within ``large``; ``full`` has the tracks of ``large``).
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> manifest = Manifest(["a", "b"], [folder / "a.mp3", folder / "b.mp3"], ["train", "valid"])
+>>> Manifest.load(manifest.save(folder / "manifest.csv")) == manifest
+True
+>>> manifest.indices("valid").tolist(), manifest.missing_files()
+([1], ['a', 'b'])
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import os
+import re
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from mtlmusic.audio import AUDIO_EXTENSIONS
+from mtlmusic.errors import ConfigError
+
+#: The splits a manifest row may belong to.
+SPLITS = ("train", "valid", "test")
+#: FMA audio archives, and the subsets of ``(set, subset)`` each holds.
+FMA_SIZES = {"small": ("small",), "medium": ("small", "medium"), "large": ("small", "medium", "large"),
+             "full": ("small", "medium", "large")}
+#: Label of tracks without a known artist in the ``artist`` source's input.
+UNKNOWN_ARTIST = ""
+
+_MSD_TRACK_ID = re.compile(r"TR[A-Z0-9]{16}")
+_MISMATCH = re.compile(r"<(SO[A-Z0-9]{16}) (TR[A-Z0-9]{16})>")
+_FMA_SPLITS = {"training": "train", "validation": "valid", "test": "test"}
+_FETCH_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The tracks of a training corpus: id, audio path and split, row by row.
+
+    Parameters
+    ----------
+    track_ids : sequence of str
+        Unique, non-empty ids.
+    paths : sequence of path-like
+        Audio file of each track.
+    splits : sequence of str
+        ``train``, ``valid`` or ``test`` for each track.
+
+    Raises
+    ------
+    ConfigError
+        For sequences of different lengths, empty or repeated ids, empty paths or unknown splits.
+
+    Examples
+    --------
+    >>> manifest = Manifest(["t1", "t2", "t3"], ["a.wav", "b.wav", "c.wav"], ["train", "train", "test"])
+    >>> len(manifest), manifest.indices("train").tolist()
+    (3, [0, 1])
+    """
+
+    track_ids: tuple[str, ...]
+    paths: tuple[Path, ...]
+    splits: tuple[str, ...]
+
+    def __post_init__(self):
+        ids = tuple(str(track_id) for track_id in self.track_ids)
+        paths = tuple(Path(path) for path in self.paths)
+        splits = tuple(str(split) for split in self.splits)
+        if not len(ids) == len(paths) == len(splits):
+            raise ConfigError(f"A manifest needs as many paths and splits as track ids; got {len(ids)} ids, "
+                              f"{len(paths)} paths and {len(splits)} splits.")
+        if any(not track_id for track_id in ids):
+            raise ConfigError(f"Manifest row {ids.index('')}: empty track id.")
+        if any(str(path) in ("", ".") for path in paths):
+            raise ConfigError("Every manifest row needs an audio path.")
+        unknown = sorted(set(splits) - set(SPLITS))
+        if unknown:
+            raise ConfigError(f"Unknown split(s) {unknown} in the manifest; use {', '.join(SPLITS)}.")
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            repeated = sorted({t for t in ids if t in seen or seen.add(t)})
+            raise ConfigError(f"Track ids must be unique; {len(repeated)} appear more than once, e.g. {repeated[:5]}.")
+        object.__setattr__(self, "track_ids", ids)
+        object.__setattr__(self, "paths", paths)
+        object.__setattr__(self, "splits", splits)
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Manifest:
+        """Read a manifest CSV (``track_id,path,split``); relative paths are relative to its folder.
+
+        Raises
+        ------
+        ConfigError
+            If the file is missing, lacks a column, or its rows are not a valid manifest.
+
+        Examples
+        --------
+        >>> manifest = Manifest.load("data/manifest.csv")  # doctest: +SKIP
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"No manifest at {path}.")
+        ids, paths, splits = [], [], []
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"track_id", "path", "split"} - set(reader.fieldnames or ())
+            if missing:
+                raise ConfigError(f"{path}: the header lacks the column(s) {sorted(missing)}; a manifest has "
+                                  "track_id,path,split.")
+            for row in reader:
+                if None in row.values():
+                    raise ConfigError(f"{path}, line {reader.line_num}: the row is truncated.")
+                ids.append(row["track_id"])
+                paths.append(path.parent / row["path"])
+                splits.append(row["split"])
+        try:
+            return cls(ids, paths, splits)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the manifest CSV atomically; paths under its folder are written relative to it.
+
+        Returns
+        -------
+        Path
+            ``path``.
+
+        Examples
+        --------
+        >>> Manifest(["t1"], ["/music/t1.mp3"], ["train"]).save("manifest.csv")  # doctest: +SKIP
+        PosixPath('manifest.csv')
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = Path(os.path.abspath(path.parent))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["track_id", "path", "split"])
+                for track_id, audio, split in zip(self.track_ids, self.paths, self.splits):
+                    absolute = Path(os.path.abspath(audio))
+                    text = absolute.relative_to(base).as_posix() if absolute.is_relative_to(base) else str(absolute)
+                    writer.writerow([track_id, text, split])
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def items(self) -> list[tuple[str, Path]]:
+        """``(track_id, path)`` pairs, the input of :func:`~mtlmusic_training.melcache.build_mel_cache`.
+
+        Examples
+        --------
+        >>> Manifest(["t1"], ["t1.wav"], ["train"]).items()
+        [('t1', PosixPath('t1.wav'))]
+        """
+        return list(zip(self.track_ids, self.paths))
+
+    def indices(self, split: str) -> np.ndarray:
+        """Rows of the tracks of ``split``.
+
+        Examples
+        --------
+        >>> Manifest(["a", "b"], ["a.wav", "b.wav"], ["valid", "train"]).indices("train").tolist()
+        [1]
+        """
+        if split not in SPLITS:
+            raise ConfigError(f"Unknown split {split!r}; use {', '.join(SPLITS)}.")
+        return np.flatnonzero(np.asarray(self.splits, dtype=object) == split)
+
+    def missing_files(self) -> list[str]:
+        """Ids of the tracks whose audio file does not exist.
+
+        Examples
+        --------
+        >>> Manifest(["a"], ["/nonexistent/a.wav"], ["train"]).missing_files()
+        ['a']
+        """
+        return [track_id for track_id, path in zip(self.track_ids, self.paths) if not path.is_file()]
+
+    def subset(self, rows: Sequence[int]) -> Manifest:
+        """The manifest of the given rows, in that order.
+
+        Examples
+        --------
+        >>> Manifest(["a", "b"], ["a.wav", "b.wav"], ["train", "test"]).subset([1]).track_ids
+        ('b',)
+        """
+        rows = [int(row) for row in rows]
+        return Manifest([self.track_ids[r] for r in rows], [self.paths[r] for r in rows],
+                        [self.splits[r] for r in rows])
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A manifest and the raw input of each learning source, aligned to its rows.
+
+    Attributes
+    ----------
+    manifest : Manifest
+    sources : dict of str to object
+        Source name -> the ``data`` argument of
+        :func:`~mtlmusic_training.targets.compute_targets` (see the module docs).
+    vocabularies : dict of str to ndarray of str
+        Source name -> the names of its matrix's columns (tags, users, words, genres).
+    report : dict of str to int
+        What was found and left out, e.g. ``audio_files``, ``missing_audio``,
+        ``without_sources`` (tracks with audio but none of the required data).
+
+    Examples
+    --------
+    >>> data = load_fma("/data/fma", size="medium")  # doctest: +SKIP
+    >>> sorted(data.sources)  # doctest: +SKIP
+    ['artist', 'bpm', 'cdr_tag', 'tag', 'year']
+    """
+
+    manifest: Manifest
+    sources: dict[str, object]
+    vocabularies: dict[str, np.ndarray] = field(default_factory=dict)
+    report: dict[str, int] = field(default_factory=dict)
+
+    def has_data(self, source: str) -> np.ndarray:
+        """Which manifest tracks have data for ``source`` (every track for ``self``).
+
+        Examples
+        --------
+        >>> data.has_data("year").sum()  # doctest: +SKIP
+        """
+        if source == "self":
+            return np.ones(len(self.manifest), dtype=bool)
+        if source not in self.sources:
+            raise ConfigError(f"No data for source {source!r}; this dataset has {sorted(self.sources)}.")
+        return _has_data(self.sources[source])
+
+
+def assign_splits(track_ids: Sequence[str], valid_fraction: float = 0.1, test_fraction: float = 0.0,
+                  seed: int = 0) -> np.ndarray:
+    """Deterministic random splits: tracks ranked by a hash of ``seed`` and their id.
+
+    The first ``round(test_fraction * n)`` tracks of the ranking go to ``test``,
+    the next ``round(valid_fraction * n)`` to ``valid``, the rest to ``train``:
+    the result depends on the set of ids, not on their order.
+
+    Parameters
+    ----------
+    track_ids : sequence of str
+    valid_fraction, test_fraction : float
+        Fractions of the tracks in the validation and test splits.
+    seed : int
+
+    Returns
+    -------
+    ndarray of str
+        The split of each track.
+
+    Examples
+    --------
+    >>> splits = assign_splits([f"T{i}" for i in range(10)], valid_fraction=0.2)
+    >>> sorted(splits.tolist()).count("valid")
+    2
+    """
+    if not (0 <= valid_fraction and 0 <= test_fraction and valid_fraction + test_fraction <= 1):
+        raise ConfigError(f"Split fractions must be nonnegative and sum to at most 1, got valid {valid_fraction} "
+                          f"and test {test_fraction}.")
+    keys = [hashlib.sha256(f"{seed}:{track_id}".encode()).hexdigest() for track_id in track_ids]
+    order = np.argsort(np.asarray(keys, dtype=str), kind="stable")
+    n_test = round(test_fraction * len(keys))
+    n_valid = round(valid_fraction * len(keys))
+    splits = np.full(len(keys), "train", dtype="<U5")
+    splits[order[:n_test]] = "test"
+    splits[order[n_test:n_test + n_valid]] = "valid"
+    return splits
+
+
+def find_msd_audio(audio_root: str | os.PathLike) -> tuple[dict[str, Path], int]:
+    """Audio files named by MSD track id under ``audio_root``, nested (``A/B/C/TR....mp3``) or flat.
+
+    Returns
+    -------
+    dict of str to Path
+        Track id -> file; of several files of one track, the first in sorted path order.
+    int
+        Number of files left out as duplicates.
+
+    Examples
+    --------
+    >>> files, duplicates = find_msd_audio("/data/msd/previews")  # doctest: +SKIP
+    """
+    audio_root = Path(audio_root)
+    if not audio_root.is_dir():
+        raise ConfigError(f"No audio folder at {audio_root}.")
+    found: dict[str, Path] = {}
+    duplicates = 0
+    for folder, subfolders, names in os.walk(audio_root):
+        subfolders.sort()
+        for name in sorted(names):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in AUDIO_EXTENSIONS and _MSD_TRACK_ID.fullmatch(stem):
+                if stem in found:
+                    duplicates += 1
+                else:
+                    found[stem] = Path(folder) / name
+    return found, duplicates
+
+
+def read_lastfm_tags(db_path: str | os.PathLike, track_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Last.fm tag weights of the given tracks from ``lastfm_tags.db``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (len(track_ids), n_tags)
+        Tag weights (0-100); columns are the tags used by these tracks, in the
+        database's tag order.
+    ndarray of str
+        The tag of each column.
+
+    Examples
+    --------
+    >>> counts, tags = read_lastfm_tags("lastfm_tags.db", ["TRAAAAW128F429D538"])  # doctest: +SKIP
+    """
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise ConfigError(f"No Last.fm tag database at {db_path}.")
+    row_of = _row_index(track_ids)
+    rows, cols, vals = [], [], []
+    db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"tids", "tags", "tid_tag"} <= tables:
+            raise ConfigError(f"{db_path} is not lastfm_tags.db: it lacks the tables tids, tags and tid_tag "
+                              f"(it has {sorted(tables)}).")
+        cursor = db.execute("SELECT tids.tid, tid_tag.tag, tid_tag.val FROM tid_tag "
+                            "JOIN tids ON tids.ROWID = tid_tag.tid")
+        while batch := cursor.fetchmany(_FETCH_ROWS):
+            for tid, tag, val in batch:
+                row = row_of.get(tid)
+                if row is not None and val:
+                    rows.append(row)
+                    cols.append(tag)
+                    vals.append(val)
+        names = dict(db.execute("SELECT ROWID, tag FROM tags"))
+    except sqlite3.DatabaseError as err:
+        raise ConfigError(f"Cannot read {db_path}: {err}.") from err
+    finally:
+        db.close()
+    used = np.unique(np.asarray(cols, dtype=np.int64))
+    unnamed = [int(t) for t in used if int(t) not in names]
+    if unnamed:
+        raise ConfigError(f"{db_path}: tid_tag refers to tag rows {unnamed[:5]} that the tags table lacks.")
+    matrix = sp.csr_matrix((np.asarray(vals, dtype=np.float64), (rows, np.searchsorted(used, cols))),
+                           shape=(len(row_of), len(used)))
+    return matrix, np.asarray([names[int(t)] for t in used], dtype=str)
+
+
+def read_taste_profile(triplets: str | os.PathLike, unique_tracks: str | os.PathLike, track_ids: Sequence[str],
+                       mismatches: str | os.PathLike | None = None) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Taste Profile play counts of the given tracks: ``train_triplets.txt`` via ``unique_tracks.txt``.
+
+    Parameters
+    ----------
+    triplets : path-like
+        ``user \\t song_id \\t count`` lines.
+    unique_tracks : path-like
+        ``track_id<SEP>song_id<SEP>artist<SEP>title`` lines.
+    track_ids : sequence of str
+    mismatches : path-like, optional
+        ``sid_mismatches.txt``: the (song, track) pairs it lists are not used.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (len(track_ids), n_users)
+        Play counts; columns are the users who played these tracks, sorted.
+    ndarray of str
+        The user of each column.
+
+    Examples
+    --------
+    >>> counts, users = read_taste_profile("train_triplets.txt", "unique_tracks.txt", ids)  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    row_of = _row_index(track_ids)
+    excluded = set()
+    if mismatches is not None:
+        excluded = set(_MISMATCH.findall(_require(mismatches, "Taste Profile mismatch list").read_text("utf-8")))
+    song_rows = []
+    with _require(unique_tracks, "MSD song-to-track list (unique_tracks.txt)").open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            fields = line.rstrip("\n").split("<SEP>")
+            if len(fields) < 2:
+                raise ConfigError(f"{unique_tracks}, line {line_number}: expected track_id<SEP>song_id<SEP>...")
+            track_id, song_id = fields[0], fields[1]
+            if track_id in row_of and (song_id, track_id) not in excluded:
+                song_rows.append((song_id, row_of[track_id]))
+    songs = pd.DataFrame(song_rows, columns=["song", "row"])
+    parts = []
+    try:
+        reader = pd.read_csv(_require(triplets, "Taste Profile triplets"), sep="\t", header=None,
+                             names=["user", "song", "count"], dtype={"user": str, "song": str, "count": np.int64},
+                             chunksize=1 << 20)
+        for chunk in reader:
+            parts.append(chunk[chunk["song"].isin(songs["song"])])
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ConfigError(f"{triplets} is not a Taste Profile triplets file (user, song, count): {err}") from err
+    plays = pd.concat(parts).merge(songs, on="song")
+    users, columns = np.unique(plays["user"].to_numpy(dtype=str), return_inverse=True)
+    matrix = sp.csr_matrix((plays["count"].to_numpy(dtype=np.float64), (plays["row"].to_numpy(), columns)),
+                           shape=(len(row_of), len(users)))
+    return matrix, users
+
+
+def read_musixmatch(paths: str | os.PathLike | Sequence[str | os.PathLike],
+                    track_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """musiXmatch bag-of-words counts of the given tracks from ``mxm_dataset_train.txt`` (and ``_test``).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (len(track_ids), 5000)
+        Word counts, columns in the order of the ``%`` word list.
+    ndarray of str
+        The word of each column.
+
+    Examples
+    --------
+    >>> counts, words = read_musixmatch(["mxm_dataset_train.txt", "mxm_dataset_test.txt"], ids)  # doctest: +SKIP
+    """
+    files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    row_of = _row_index(track_ids)
+    words: list[str] | None = None
+    rows, cols, vals = [], [], []
+    seen: set[str] = set()
+    for path in files:
+        file_words = None
+        with _require(path, "musiXmatch bag of words").open(encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                line = line.rstrip("\n")
+                if not line or line.startswith("#"):
+                    continue
+                if line.startswith("%"):
+                    file_words = line[1:].split(",")
+                    if words is not None and file_words != words:
+                        raise ConfigError(f"{path}: its word list differs from that of {files[0]}.")
+                    words = file_words
+                    continue
+                if file_words is None:
+                    raise ConfigError(f"{path}, line {line_number}: track data before the '%' word list.")
+                track_id, *fields = line.split(",")
+                if track_id in seen:
+                    raise ConfigError(f"{path}, line {line_number}: track {track_id} appears a second time.")
+                seen.add(track_id)
+                row = row_of.get(track_id)
+                if row is None or len(fields) < 2:
+                    continue
+                try:
+                    pairs = [pair.split(":") for pair in fields[1:]]
+                    indices = [int(index) for index, _ in pairs]
+                    counts = [int(count) for _, count in pairs]
+                except ValueError:
+                    raise ConfigError(f"{path}, line {line_number}: expected word_index:count pairs.") from None
+                if min(indices) < 1 or max(indices) > len(words):
+                    raise ConfigError(f"{path}, line {line_number}: word index outside 1..{len(words)}.")
+                rows.extend([row] * len(indices))
+                cols.extend(index - 1 for index in indices)
+                vals.extend(counts)
+    if words is None:
+        raise ConfigError(f"{files[0]} has no '%' word list: not a musiXmatch dataset file.")
+    matrix = sp.csr_matrix((np.asarray(vals, dtype=np.float64), (rows, cols)), shape=(len(row_of), len(words)))
+    return matrix, np.asarray(words, dtype=str)
+
+
+def read_msd_metadata(path: str | os.PathLike, track_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Year, tempo and artist id of the given tracks from a CSV exported from the MSD summary file.
+
+    The CSV has a header with ``track_id`` and any of ``year``, ``tempo`` and
+    ``artist_id``; other columns are ignored. Empty values and 0 (the MSD's
+    "unknown") become NaN; unknown artists :data:`UNKNOWN_ARTIST`.
+
+    Returns
+    -------
+    dict
+        ``year`` and ``tempo`` (float64 arrays) and ``artist_id`` (str array), each
+        for the columns the file has.
+
+    Examples
+    --------
+    >>> meta = read_msd_metadata("msd_metadata.csv", ["TRAAAAW128F429D538"])  # doctest: +SKIP
+    >>> meta["year"]  # doctest: +SKIP
+    array([1999.])
+    """
+    path = _require(path, "MSD metadata CSV")
+    row_of = _row_index(track_ids)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = set(reader.fieldnames or ())
+        columns = [name for name in ("year", "tempo", "artist_id") if name in header]
+        if "track_id" not in header or not columns:
+            raise ConfigError(f"{path}: the header needs track_id and at least one of year, tempo, artist_id; "
+                              f"it has {sorted(header)}.")
+        out: dict[str, np.ndarray] = {name: np.full(len(row_of), np.nan) for name in columns if name != "artist_id"}
+        if "artist_id" in columns:
+            out["artist_id"] = np.full(len(row_of), UNKNOWN_ARTIST, dtype=object)
+        for record in reader:
+            row = row_of.get(record["track_id"])
+            if row is None:
+                continue
+            for name in columns:
+                value = (record[name] or "").strip()
+                if name == "artist_id":
+                    out[name][row] = value
+                elif value:
+                    number = _float(value, path, reader.line_num)
+                    out[name][row] = number if number != 0 else np.nan
+    if "artist_id" in out:
+        out["artist_id"] = out["artist_id"].astype(str)
+    return out
+
+
+def read_genre_csv(path: str | os.PathLike, track_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Binary track x genre matrix from a CSV ``track_id,genre`` (one row per track and genre).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (len(track_ids), n_genres)
+    ndarray of str
+        The genres, sorted.
+
+    Examples
+    --------
+    >>> labels, genres = read_genre_csv("cdr_genres.csv", ids)  # doctest: +SKIP
+    """
+    path = _require(path, "genre CSV")
+    row_of = _row_index(track_ids)
+    pairs = set()
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not {"track_id", "genre"} <= set(reader.fieldnames or ()):
+            raise ConfigError(f"{path}: the header needs the columns track_id and genre.")
+        for record in reader:
+            row, genre = row_of.get(record["track_id"]), (record["genre"] or "").strip()
+            if row is not None and genre:
+                pairs.add((row, genre))
+    return _binary_matrix(sorted(pairs), len(row_of))
+
+
+def load_msd(audio_root: str | os.PathLike, *, lastfm_tags: str | os.PathLike | None = None,
+             taste_triplets: str | os.PathLike | None = None, unique_tracks: str | os.PathLike | None = None,
+             taste_mismatches: str | os.PathLike | None = None,
+             musixmatch: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+             metadata: str | os.PathLike | None = None, genres: str | os.PathLike | None = None,
+             require: Iterable[str] = (), valid_fraction: float = 0.1, test_fraction: float = 0.0,
+             seed: int = 0) -> PreparedDataset:
+    """The Million Song Dataset's previews and learning sources as a :class:`PreparedDataset`.
+
+    Every file but the audio is optional; a source is present when its files
+    are given (see the module docs for the layouts). The manifest holds the
+    tracks with audio that have data for every source in ``require`` and for at
+    least one source (every track with audio when no source file is given),
+    sorted by track id.
+
+    Parameters
+    ----------
+    audio_root : path-like
+        Folder of the previews (nested or flat).
+    lastfm_tags : path-like, optional
+        ``lastfm_tags.db`` (sources ``tag`` and, with ``metadata``, ``artist``).
+    taste_triplets, unique_tracks, taste_mismatches : path-like, optional
+        ``train_triplets.txt``, ``unique_tracks.txt`` (both needed for ``taste``)
+        and optionally ``sid_mismatches.txt``.
+    musixmatch : path-like or sequence of path-like, optional
+        ``mxm_dataset_train.txt`` (and ``mxm_dataset_test.txt``): ``lyrics``.
+    metadata : path-like, optional
+        CSV ``track_id,year,tempo,artist_id``: ``year``, ``bpm`` and the artists.
+    genres : path-like, optional
+        CSV ``track_id,genre``: ``cdr_tag``.
+    require : iterable of str
+        Sources every manifest track must have data for; all of them reproduces
+        the paper's selection of tracks with every source.
+    valid_fraction, test_fraction, seed
+        Passed to :func:`assign_splits`.
+
+    Returns
+    -------
+    PreparedDataset
+
+    Examples
+    --------
+    >>> data = load_msd("/data/msd/previews", lastfm_tags="/data/msd/lastfm_tags.db",
+    ...                 metadata="/data/msd/metadata.csv", require=["tag", "year"])  # doctest: +SKIP
+    >>> sorted(data.sources)  # doctest: +SKIP
+    ['artist', 'bpm', 'tag', 'year']
+    """
+    if (taste_triplets is None) != (unique_tracks is None):
+        raise ConfigError("The taste source needs both taste_triplets (train_triplets.txt) and unique_tracks "
+                          "(unique_tracks.txt).")
+    files, duplicates = find_msd_audio(audio_root)
+    ids = sorted(files)
+    sources: dict[str, object] = {}
+    vocabularies: dict[str, np.ndarray] = {}
+    if lastfm_tags is not None:
+        sources["tag"], vocabularies["tag"] = read_lastfm_tags(lastfm_tags, ids)
+    if taste_triplets is not None:
+        sources["taste"], vocabularies["taste"] = read_taste_profile(taste_triplets, unique_tracks, ids,
+                                                                     taste_mismatches)
+    if genres is not None:
+        sources["cdr_tag"], vocabularies["cdr_tag"] = read_genre_csv(genres, ids)
+    if musixmatch is not None:
+        sources["lyrics"], vocabularies["lyrics"] = read_musixmatch(musixmatch, ids)
+    if metadata is not None:
+        meta = read_msd_metadata(metadata, ids)
+        for source, column in (("bpm", "tempo"), ("year", "year")):
+            if column in meta:
+                sources[source] = meta[column]
+        if "artist_id" in meta and "tag" in sources:
+            sources["artist"] = _artist_input(meta["artist_id"], sources["tag"])
+            vocabularies["artist"] = vocabularies["tag"]
+    rows = _select_rows(sources, len(ids), require)
+    kept = [ids[row] for row in rows]
+    manifest = Manifest(kept, [files[t] for t in kept], assign_splits(kept, valid_fraction, test_fraction, seed))
+    report = {"audio_files": len(ids), "duplicate_audio": duplicates, "without_sources": len(ids) - len(rows)}
+    return PreparedDataset(manifest, _take_rows(sources, rows), vocabularies, report)
+
+
+def load_fma(root: str | os.PathLike, *, size: str = "medium", check_files: bool = True,
+             require: Iterable[str] = ()) -> PreparedDataset:
+    """The Free Music Archive's metadata and audio as a :class:`PreparedDataset`.
+
+    Parameters
+    ----------
+    root : path-like
+        Folder holding ``fma_metadata/`` (``tracks.csv``; ``echonest.csv`` and
+        ``genres.csv`` are used when present) and ``fma_<size>/``.
+    size : str
+        ``small``, ``medium``, ``large`` or ``full``: the audio archive, and the tracks taken.
+    check_files : bool
+        Leave out tracks whose audio file is missing (counted in the report as ``missing_audio``).
+    require : iterable of str
+        Sources every manifest track must have data for.
+
+    Returns
+    -------
+    PreparedDataset
+        Tracks in ``tracks.csv`` order, with FMA's own splits; the source mapping
+        is in the module docs (``taste`` and ``lyrics`` are unavailable).
+
+    Examples
+    --------
+    >>> data = load_fma("/data/fma", size="small", require=["cdr_tag"])  # doctest: +SKIP
+    >>> data.manifest.splits.count("train")  # doctest: +SKIP
+    6400
+    """
+    if size not in FMA_SIZES:
+        raise ConfigError(f"Unknown FMA size {size!r}; use one of {', '.join(FMA_SIZES)}.")
+    root = Path(root)
+    tracks_csv = _require(root / "fma_metadata" / "tracks.csv", "FMA metadata (fma_metadata/tracks.csv)")
+    wanted = {"subset": ("set", "subset"), "split": ("set", "split"), "tags": ("track", "tags"),
+              "genres": ("track", "genres_all"), "released": ("album", "date_released"), "artist": ("artist", "id")}
+    ids, paths, splits, tags, genres, years, artists = [], [], [], [], [], [], []
+    missing_audio = 0
+    for line, track_id, record in _multiheader_rows(tracks_csv, 2, wanted):
+        if record["subset"] not in FMA_SIZES[size]:
+            continue
+        path = root / f"fma_{size}" / f"{track_id:06d}"[:3] / f"{track_id:06d}.mp3"
+        if check_files and not path.is_file():
+            missing_audio += 1
+            continue
+        if record["split"] not in _FMA_SPLITS:
+            raise ConfigError(f"{tracks_csv}, line {line}: unknown split {record['split']!r}.")
+        ids.append(str(track_id))
+        paths.append(path)
+        splits.append(_FMA_SPLITS[record["split"]])
+        tags.append({tag.strip().lower() for tag in _literal_list(record["tags"], tracks_csv, line, str)} - {""})
+        genres.append(set(_literal_list(record["genres"], tracks_csv, line, int)))
+        year = re.match(r"\d{4}", record["released"].strip())
+        years.append(float(year.group()) if year else np.nan)
+        artists.append(record["artist"].strip() or UNKNOWN_ARTIST)
+    row_count = len(ids)
+    tag_matrix, tag_names = _binary_matrix(sorted((row, tag) for row, names in enumerate(tags) for tag in names),
+                                           row_count)
+    genre_matrix, genre_ids = _binary_matrix(sorted((row, g) for row, names in enumerate(genres) for g in names),
+                                             row_count)
+    sources: dict[str, object] = {"tag": tag_matrix, "cdr_tag": genre_matrix, "year": np.asarray(years),
+                                  "artist": _artist_input(np.asarray(artists, dtype=str), tag_matrix)}
+    vocabularies = {"tag": tag_names, "cdr_tag": _fma_genre_names(root / "fma_metadata" / "genres.csv", genre_ids),
+                    "artist": tag_names}
+    echonest = root / "fma_metadata" / "echonest.csv"
+    if echonest.is_file():
+        row_of = _row_index(ids)
+        tempo = np.full(row_count, np.nan)
+        for line, track_id, record in _multiheader_rows(echonest, 3, {"tempo": ("echonest", "audio_features",
+                                                                                 "tempo")}):
+            row = row_of.get(str(track_id))
+            if row is not None and record["tempo"].strip():
+                tempo[row] = _float(record["tempo"], echonest, line)
+        sources["bpm"] = tempo
+    rows = _select_rows(sources, row_count, require)
+    manifest = Manifest(ids, paths, splits).subset(rows)
+    report = {"tracks_in_subset": row_count + missing_audio, "missing_audio": missing_audio,
+              "without_sources": row_count - len(rows)}
+    return PreparedDataset(manifest, _take_rows(sources, rows), vocabularies, report)
+
+
+def _select_rows(sources: dict, n_rows: int, require: Iterable[str]) -> np.ndarray:
+    """Rows with data for every required source and for at least one source (all rows without sources)."""
+    require = [source for source in require if source != "self"]
+    unknown = [source for source in require if source not in sources]
+    if unknown:
+        raise ConfigError(f"Cannot require {unknown}: no data given for them (available: {sorted(sources)}).")
+    has = {source: _has_data(data) for source, data in sources.items()}
+    keep = np.any(list(has.values()), axis=0) if has else np.ones(n_rows, dtype=bool)
+    for source in require:
+        keep &= has[source]
+    return np.flatnonzero(keep)
+
+
+def _has_data(data) -> np.ndarray:
+    if isinstance(data, tuple):
+        labels, counts = data
+        artist_of, index = np.unique(labels, return_inverse=True)
+        tagged = np.bincount(index, weights=np.diff(counts.indptr) > 0, minlength=len(artist_of)) > 0
+        return tagged[index] & (labels != UNKNOWN_ARTIST)
+    if sp.issparse(data):
+        return np.diff(data.tocsr().indptr) > 0
+    return np.isfinite(np.asarray(data, dtype=np.float64))
+
+
+def _take_rows(data, rows: np.ndarray):
+    """``data`` (a source's input, a tuple of them or a dict of sources) restricted to ``rows``."""
+    if isinstance(data, dict):
+        return {key: _take_rows(value, rows) for key, value in data.items()}
+    if isinstance(data, tuple):
+        return tuple(_take_rows(part, rows) for part in data)
+    return data[rows] if sp.issparse(data) else np.asarray(data)[rows]
+
+
+def _artist_input(labels: np.ndarray, tag_counts: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
+    """``(labels, counts)`` for the artist source; tracks of unknown artists keep no tags."""
+    known = sp.diags((labels != UNKNOWN_ARTIST).astype(np.float64))
+    counts = (known @ tag_counts).tocsr()
+    counts.eliminate_zeros()
+    return labels, counts
+
+
+def _binary_matrix(pairs: list[tuple[int, object]], n_rows: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """A binary ``n_rows x n_terms`` matrix from sorted (row, term) pairs; columns are the sorted terms."""
+    terms = sorted({term for _, term in pairs})
+    col_of = {term: col for col, term in enumerate(terms)}
+    rows = [row for row, _ in pairs]
+    cols = [col_of[term] for _, term in pairs]
+    matrix = sp.csr_matrix((np.ones(len(pairs)), (rows, cols)), shape=(n_rows, len(terms)))
+    return matrix, np.asarray([str(term) for term in terms], dtype=str)
+
+
+def _fma_genre_names(genres_csv: Path, genre_ids: np.ndarray) -> np.ndarray:
+    """Titles of FMA genre ids from ``genres.csv`` (``genre_id,#tracks,parent,title,top_level``), ids otherwise."""
+    if not genres_csv.is_file():
+        return genre_ids
+    with genres_csv.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not {"genre_id", "title"} <= set(reader.fieldnames or ()):
+            raise ConfigError(f"{genres_csv}: not FMA's genres.csv (it needs the columns genre_id and title).")
+        titles = {record["genre_id"]: record["title"] for record in reader}
+    return np.asarray([titles.get(genre, genre) for genre in genre_ids.tolist()], dtype=str)
+
+
+def _multiheader_rows(path: Path, levels: int, wanted: dict[str, tuple[str, ...]]
+                      ) -> Iterator[tuple[int, int, dict[str, str]]]:
+    """``(line, track_id, {name: value})`` of an FMA CSV with a ``levels``-row column header.
+
+    The header rows may be followed by the index-name row (``track_id`` then
+    empty cells) that pandas writes for a multi-level header.
+    """
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = [next(reader, []) for _ in range(levels)]
+        columns = list(zip(*header))
+        try:
+            index = {name: columns.index(key) for name, key in wanted.items()}
+        except ValueError:
+            missing = [key for key in wanted.values() if key not in columns]
+            raise ConfigError(f"{path} lacks the column(s) {missing} in its {levels}-row header; is it FMA's "
+                              f"{path.name} from fma_metadata.zip?") from None
+        width = max(index.values())
+        for row in reader:
+            if not row or (row[0] == "track_id" and not any(row[1:])):
+                continue
+            try:
+                track_id = int(row[0])
+            except ValueError:
+                raise ConfigError(f"{path}, line {reader.line_num}: track id {row[0]!r} is not an integer.") from None
+            if len(row) <= width:
+                raise ConfigError(f"{path}, line {reader.line_num}: the row is truncated.")
+            yield reader.line_num, track_id, {name: row[col] for name, col in index.items()}
+
+
+def _literal_list(text: str, path: Path, line: int, kind: type) -> list:
+    """A list of ``kind`` values written as a Python literal (FMA's ``tags``, ``genres_all``)."""
+    if not text.strip():
+        return []
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if not isinstance(value, list) or not all(isinstance(item, kind) for item in value):
+        raise ConfigError(f"{path}, line {line}: expected a list of {kind.__name__} such as "
+                          f"{[21, 38] if kind is int else ['rock', 'pop']}, got {text[:60]!r}.")
+    return value
+
+
+def _float(text: str, path: Path, line: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{path}, line {line}: {text!r} is not a number.") from None
+
+
+def _row_index(track_ids: Sequence[str]) -> dict[str, int]:
+    return {str(track_id): row for row, track_id in enumerate(track_ids)}
+
+
+def _require(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"No {what} at {path}.")
+    return path
