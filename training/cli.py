@@ -2,6 +2,7 @@
 
 Steps, each resumable::
 
+    mtlmusic-train prepare-fma FMA_ROOT DATA      # or prepare-msd: manifest.csv and targets/<source>.npz
     mtlmusic-train cache MANIFEST DATA            # decode once: the mel cache and the scaler
     mtlmusic-train design -o design.csv           # the 90 networks, with the design's quality
     mtlmusic-train run DATA RUN_DIR --arch MS-CR@2 --sources self,bpm,tag
@@ -23,6 +24,48 @@ import typer
 
 app = typer.Typer(help="Reproduce the study: mel cache, targets, design, training, export.",
                   no_args_is_help=True, add_completion=False)
+
+
+def _write_prepared(prepared, data: Path, seed: int) -> None:
+    """Save a PreparedDataset's manifest and every source's targets into ``data``."""
+    from .targets import compute_targets, save_targets, targets_path
+
+    data.mkdir(parents=True, exist_ok=True)
+    prepared.manifest.save(data / "manifest.csv")
+    for source, raw in prepared.sources.items():
+        targets = compute_targets(source, raw, seed=seed, track_ids=prepared.manifest.track_ids)
+        save_targets(targets, targets_path(data / "targets", source))
+        typer.echo(f"{source}: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
+    typer.echo(json.dumps(prepared.report))
+
+
+@app.command("prepare-fma")
+def prepare_fma(root: Path = typer.Argument(..., help="Folder with fma_metadata/ and fma_<size>/."),
+                data: Path = typer.Argument(..., help="Data folder to write."),
+                size: str = typer.Option("medium", help="small, medium, large or full."),
+                seed: int = typer.Option(0)) -> None:
+    """Manifest and learning targets (tag, cdr_tag, year, bpm, artist) from the Free Music Archive."""
+    from .datasets import load_fma
+
+    _write_prepared(load_fma(root, size=size), data, seed)
+
+
+@app.command("prepare-msd")
+def prepare_msd(audio: Path = typer.Argument(..., help="Folder of MSD preview audio named by track id."),
+                data: Path = typer.Argument(..., help="Data folder to write."),
+                lastfm_tags: Optional[Path] = typer.Option(None, help="lastfm_tags.db"),
+                taste_triplets: Optional[Path] = typer.Option(None, help="train_triplets.txt"),
+                unique_tracks: Optional[Path] = typer.Option(None, help="unique_tracks.txt (song -> track)"),
+                musixmatch: Optional[Path] = typer.Option(None, help="mxm_dataset_train.txt"),
+                metadata: Optional[Path] = typer.Option(None, help="CSV: track_id, year, tempo, artist_id"),
+                genres: Optional[Path] = typer.Option(None, help="CSV: track_id, genre"),
+                seed: int = typer.Option(0)) -> None:
+    """Manifest and learning targets for the study's eight sources from the Million Song Dataset files."""
+    from .datasets import load_msd
+
+    prepared = load_msd(audio, lastfm_tags=lastfm_tags, taste_triplets=taste_triplets, unique_tracks=unique_tracks,
+                        musixmatch=musixmatch, metadata=metadata, genres=genres, seed=seed)
+    _write_prepared(prepared, data, seed)
 
 
 @app.command()

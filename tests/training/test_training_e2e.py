@@ -14,7 +14,7 @@ from mtlmusic_training.melcache import build_mel_cache, fit_scaler
 from mtlmusic_training.targets import Targets, save_targets, targets_path
 from mtlmusic_training.trainer import Trainer, TrainConfig, load_training_data
 
-PITCHES = (220.0, 440.0, 880.0, 1760.0)   # the planted "pitch" source: which tone a clip holds
+PITCHES = (220.0, 440.0, 880.0, 1760.0)   # the planted "bpm" source: which tone a clip holds
 N_CLIPS = 32
 
 
@@ -26,7 +26,7 @@ def _smooth_one_hot(labels: np.ndarray, k: int, eps: float = 0.05) -> np.ndarray
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """32 clips of 3 s; 'pitch' (4 classes, by tone) and 'level' (2 classes, by loudness) are learnable."""
+    """32 clips of 3 s; 'bpm' (4 classes, by tone) and 'level' (2 classes, by loudness) are learnable."""
     root = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(0)
     rows, pitch, level = [], [], []
@@ -49,7 +49,8 @@ def data_dir(tmp_path_factory):
     scaler = fit_scaler(cache, train)
     np.savez(root / "scaler.npz", mean=scaler.mean.numpy(), std=scaler.std.numpy())
     ids = np.array([r["track_id"] for r in rows])
-    for name, labels, k in (("pitch", np.array(pitch), 4), ("level", np.array(level), 2)):
+    # Planted targets under two of the study's source names, so the study's grid can run on them.
+    for name, labels, k in (("bpm", np.array(pitch), 4), ("tag", np.array(level), 2)):
         targets = Targets(name, _smooth_one_hot(labels, k), np.ones(N_CLIPS, bool), {"kind": "label"}, ids)
         save_targets(targets, targets_path(root / "targets", name))
     return root
@@ -61,8 +62,8 @@ def _config(architecture, sources, **kw):
 
 
 @pytest.mark.parametrize("architecture,sources", [
-    ("SS-R", ["pitch"]), ("SS-R", ["self"]), ("MS-CR@2", ["self", "pitch", "level"]),
-    ("MS-CR@4", ["pitch", "level"]), ("MS-CR@6", ["self", "level"]), ("MS-SR@FC", ["self", "pitch", "level"]),
+    ("SS-R", ["bpm"]), ("SS-R", ["self"]), ("MS-CR@2", ["self", "bpm", "tag"]),
+    ("MS-CR@4", ["bpm", "tag"]), ("MS-CR@6", ["self", "tag"]), ("MS-SR@FC", ["self", "bpm", "tag"]),
 ])
 def test_train_export_extract(data_dir, tmp_path, architecture, sources):
     torch.set_num_threads(1)
@@ -74,7 +75,7 @@ def test_train_export_extract(data_dir, tmp_path, architecture, sources):
     path = trainer.export(tmp_path / "model.safetensors")
     model = mtlmusic.load_model(path, device="cpu")
     assert model.architecture == architecture and list(model.sources) == sorted(
-        sources, key=["self", "pitch", "level"].index) or set(model.sources) == set(sources)
+        sources, key=["self", "bpm", "tag"].index) or set(model.sources) == set(sources)
     features = model.extract(data_dir / "clip00.wav")
     assert features.shape == (model.dim,) and np.isfinite(features).all()
     assert model.config["info"]["epochs_trained"] == 2
@@ -82,18 +83,18 @@ def test_train_export_extract(data_dir, tmp_path, architecture, sources):
 
 def test_loss_falls_on_the_planted_task(data_dir, tmp_path):
     torch.set_num_threads(1)
-    data = load_training_data(data_dir, ["pitch"])
-    trainer = Trainer(_config("MS-SR@FC", ["pitch"], epochs=4, iterations_per_epoch=10), data,
+    data = load_training_data(data_dir, ["bpm"])
+    trainer = Trainer(_config("MS-SR@FC", ["bpm"], epochs=4, iterations_per_epoch=10), data,
                       tmp_path / "run", log=lambda _: None)
     history = trainer.train()
-    first, last = history[0]["valid_loss"]["pitch"], history[-1]["valid_loss"]["pitch"]
+    first, last = history[0]["valid_loss"]["bpm"], history[-1]["valid_loss"]["bpm"]
     assert last < 0.5 * first, (first, last)
 
 
 def test_resume_is_exact(data_dir, tmp_path):
     """A run stopped after epoch 2 and resumed ends with the same weights as one that never stopped."""
     torch.set_num_threads(1)
-    sources = ["self", "pitch"]
+    sources = ["self", "bpm"]
     data = load_training_data(data_dir, sources)
     straight = Trainer(_config("MS-CR@4", sources, epochs=3), data, tmp_path / "a", log=lambda _: None)
     straight.train()
@@ -115,8 +116,53 @@ def test_self_batches_are_half_positive(data_dir, tmp_path):
 
 
 def test_another_config_in_the_same_folder_is_refused(data_dir, tmp_path):
-    data = load_training_data(data_dir, ["pitch", "level"])
-    Trainer(_config("MS-CR@2", ["pitch"], epochs=1), load_training_data(data_dir, ["pitch"]),
+    data = load_training_data(data_dir, ["bpm", "tag"])
+    Trainer(_config("MS-CR@2", ["bpm"], epochs=1), load_training_data(data_dir, ["bpm"]),
             tmp_path / "run", log=lambda _: None).train()
     with pytest.raises(ValueError, match="another configuration"):
-        Trainer(_config("MS-CR@2", ["pitch", "level"]), data, tmp_path / "run", log=lambda _: None)
+        Trainer(_config("MS-CR@2", ["bpm", "tag"]), data, tmp_path / "run", log=lambda _: None)
+
+
+def test_command_line_steps(data_dir, tmp_path):
+    """cache -> design -> run -> grid (two SS-R runs of the study) -> status -> export, through mtlmusic-train."""
+    from typer.testing import CliRunner
+
+    from mtlmusic_training.cli import app
+    from mtlmusic_training.design import design_runs
+
+    runner = CliRunner()
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("manifest.csv",):
+        (data / name).write_text((data_dir / name).read_text())
+    (data / "targets").mkdir()
+    for name in ("bpm.npz", "tag.npz"):
+        (data / "targets" / name).write_bytes((data_dir / "targets" / name).read_bytes())
+    result = runner.invoke(app, ["cache", str(data / "manifest.csv"), str(data), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert (data / "scaler.npz").exists() and "32 tracks cached" in result.output
+
+    result = runner.invoke(app, ["design", "-o", str(tmp_path / "design.csv")])
+    assert result.exit_code == 0 and "d_efficiency" in result.output.lower().replace("-", "_")
+
+    result = runner.invoke(app, ["run", str(data), str(tmp_path / "one"), "--arch", "MS-CR@2", "--sources",
+                                 "self,bpm", "--epochs", "1", "--batch-size", "8", "--iterations-per-epoch", "2",
+                                 "--device", "cpu", "--export", str(tmp_path / "one.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert mtlmusic.load_model(tmp_path / "one.safetensors").sources == ("self", "bpm")
+
+    ids = {run.name: run.id for run in design_runs()}
+    chosen = f"{ids['ssr-bpm']},{ids['ssr-tag']}"
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["grid", str(data), str(runs), "--runs", chosen, "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (runs / "models" / "ssr-bpm.safetensors").exists() and (runs / "models" / "ssr-tag.safetensors").exists()
+    again = runner.invoke(app, ["grid", str(data), str(runs), "--runs", chosen, "--epochs", "1", "--device", "cpu"])
+    assert again.output.count("done, skipped") == 2
+
+    status = runner.invoke(app, ["status", str(runs)])
+    assert status.output.count(" done ") == 2 and status.output.count("pending") == 88
+
+    result = runner.invoke(app, ["export", str(runs / "ssr-bpm"), str(data), "-o", str(tmp_path / "x.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert mtlmusic.load_model(tmp_path / "x.safetensors").architecture == "SS-R"
