@@ -71,9 +71,16 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(f"{path}.json")
 
 
+#: Suffix of the temporary files of :func:`atomic_path` (a crash can leave one behind; it is never read).
+PARTIAL_SUFFIX = ".partial"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; rename it over ``path`` if the block succeeds.
+    """Yield a temporary path next to ``path``; when the block succeeds, flush it to disk and rename it over ``path``.
+
+    A crash leaves either the old file or the new one, never a mix; the
+    temporary file (``.<name>.<random>.partial``) is removed on error.
 
     >>> import tempfile, os
     >>> target = os.path.join(tempfile.mkdtemp(), "x.txt")
@@ -84,10 +91,12 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)

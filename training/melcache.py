@@ -50,7 +50,6 @@ import io
 import json
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -61,6 +60,7 @@ import torch
 
 from mtlmusic.audio import SAMPLE_RATE, stream_audio
 from mtlmusic.errors import AudioError, ConfigError, MtlmusicError
+from mtlmusic.io import PARTIAL_SUFFIX, atomic_path
 from mtlmusic.frontend import AMIN, HOP_LENGTH, N_FFT, N_MELS, SLICE_FRAMES, TOP_DB, MelStream, Scaler, db_floor, \
     power_to_db
 
@@ -394,7 +394,7 @@ def build_mel_cache(manifest_or_items: Manifest | Iterable[tuple[str, str | os.P
     shard_dir.mkdir(parents=True, exist_ok=True)
     (root / _INDEX).unlink(missing_ok=True)
     for folder in (root, shard_dir):
-        for stray in folder.glob(".*.tmp"):
+        for stray in folder.glob(f".*{PARTIAL_SUFFIX}"):
             stray.unlink()
     jobs = [(str(shard_dir), number, items[start:start + shard_tracks])
             for number, start in enumerate(range(0, len(items), shard_tracks))]
@@ -417,7 +417,8 @@ def build_mel_cache(manifest_or_items: Manifest | Iterable[tuple[str, str | os.P
     for stale in shard_dir.iterdir():
         if stale.suffix in (".npy", ".json") and stale.stem.isdigit() and int(stale.stem) >= len(jobs):
             stale.unlink()
-    _atomic_write(root / _INDEX, json.dumps(_index(metas)).encode())
+    with atomic_path(root / _INDEX) as tmp:
+        tmp.write_text(json.dumps(_index(metas)))
     return MelCache.open(root)
 
 
@@ -543,15 +544,14 @@ def _shard_job(shard_dir: str, number: int, items: list[tuple[str, str]]) -> dic
     for array in arrays:
         sha.update(memoryview(array).cast("B"))
 
-    def write(handle):
+    with atomic_path(npy) as tmp, open(tmp, "wb") as handle:
         handle.write(header.getvalue())
         for array in arrays:
             handle.write(memoryview(array).cast("B"))
-
-    _atomic_write(npy, write)
     meta = {"version": CACHE_FORMAT_VERSION, "frontend": FRONTEND, "file": npy.name, "track_ids": track_ids,
             "tracks": tracks, "failures": failures, "n_frames": offset, "sha256": sha.hexdigest()}
-    _atomic_write(meta_path, json.dumps(meta).encode())
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta))
     return meta
 
 
@@ -595,20 +595,3 @@ def _sha256(path: Path) -> str:
         while block := handle.read(_HASH_BLOCK):
             sha.update(block)
     return sha.hexdigest()
-
-
-def _atomic_write(path: Path, content: bytes | Callable) -> None:
-    """Write ``content`` (bytes, or a function of the open handle) to a temporary file, then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if isinstance(content, bytes):
-                handle.write(content)
-            else:
-                content(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ import scipy.sparse as sp
 
 from mtlmusic.architectures import DEFAULT_HEAD_SIZE, canonical_sources
 from mtlmusic.errors import ConfigError, MtlmusicError
+from mtlmusic.io import atomic_path
 
 #: Kinds of learning source, i.e. how raw data become targets.
 KINDS = ("self", "plsa", "gmm", "tfidf_plsa", "artist_plsa")
@@ -611,17 +611,8 @@ def save_targets(targets: Targets, path: str | os.PathLike) -> Path:
         arrays["track_ids"] = np.asarray(targets.track_ids, dtype=str)
     if targets.topic_term is not None:
         arrays["topic_term"] = np.asarray(targets.topic_term, dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
     return path
 
 

@@ -120,7 +120,7 @@ def test_resume_rebuilds_only_missing_or_damaged_shards(tmp_path, built, audio):
     (shards / "00001.npy").unlink()
     (shards / "00001.json").unlink()
     (shards / "00004.json").unlink()
-    (shards / ".00003.npy.x1y2z3.tmp").write_bytes(b"partial")
+    (shards / ".00003.npy.x1y2z3.partial").write_bytes(b"partial")
     with pytest.raises(MelCacheError, match="no complete mel cache"):
         MelCache.open(root)
     # A shard whose bytes no longer match its checksum is rebuilt too.
@@ -132,7 +132,7 @@ def test_resume_rebuilds_only_missing_or_damaged_shards(tmp_path, built, audio):
     cache = build_mel_cache(list(audio.items()), root, workers=0, shard_tracks=1)
     rebuilt = {path.name for path in shards.iterdir() if path.stat().st_mtime_ns != past}
     assert rebuilt == {"00001.npy", "00001.json", "00003.npy", "00003.json", "00004.npy", "00004.json"}
-    assert not list(shards.glob(".*.tmp"))
+    assert not list(shards.glob(".*.partial"))
     assert cache.verify() == []
     assert torch.equal(cache.to_tensor().flat, built.to_tensor().flat)
     assert cache.failures == built.failures
