@@ -163,5 +163,33 @@ def export_run(run_dir: Path = typer.Argument(..., help="A run folder with a che
     typer.echo(f"exported {output} (epoch {trainer.epoch})")
 
 
+@app.command("open-corpus")
+def open_corpus(source_root: Optional[Path] = typer.Argument(None, help="Extracted Debian soundtrack packages."),
+                corpus: Path = typer.Argument(Path("open-corpus"), help="Corpus folder to build (resumable)."),
+                per_style: int = typer.Option(100, help="music21 pieces rendered per style (0: none)."),
+                workers: int = typer.Option(2), seed: int = typer.Option(0)) -> None:
+    """Build the open corpus: soundtracks + rendered music21 pieces, split, descriptors and targets."""
+    from .opencorpus import build_open_corpus
+
+    report = build_open_corpus(source_root, corpus, per_style=per_style, seed=seed, workers=workers)
+    typer.echo(json.dumps(report, indent=2, default=str))
+
+
+@app.command("open-corpus-eval")
+def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpus."),
+                     models: list[Path] = typer.Argument(..., help="Model files to score."),
+                     cache: Optional[Path] = typer.Option(None, help="Feature cache folder."),
+                     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
+                     repeats: int = typer.Option(5), workers: int = typer.Option(0)) -> None:
+    """Score models against the Rand and MFCC baselines on the corpus's held-out tasks (Markdown table)."""
+    from .defaultmodel import evaluate_on_open_corpus, score_table
+
+    representations = {path.stem: path for path in models} | {"rand": "rand", "mfcc": "mfcc"}
+    rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, workers=workers)
+    if output:
+        output.write_text(json.dumps(rows, indent=2))
+    typer.echo(score_table(rows))
+
+
 if __name__ == "__main__":
     app()
