@@ -108,6 +108,7 @@ def run(data: Path = typer.Argument(..., help="Prepared data folder."),
         arch: str = typer.Option(..., "--arch", help="SS-R, MS-CR@2, MS-CR@4, MS-CR@6 or MS-SR@FC."),
         sources: str = typer.Option(..., help="Comma-separated learning sources."),
         epochs: int = typer.Option(100), batch_size: int = typer.Option(48),
+        lr: float = typer.Option(1e-4, help="Adam learning rate."),
         iterations_per_epoch: Optional[int] = typer.Option(None, help="Default: l x m, as the paper."),
         device: str = typer.Option("auto"), seed: int = typer.Option(0),
         export: Optional[Path] = typer.Option(None, help="Write the model file here when finished.")) -> None:
@@ -115,7 +116,7 @@ def run(data: Path = typer.Argument(..., help="Prepared data folder."),
     from .trainer import Trainer, TrainConfig, load_training_data
 
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
-    config = TrainConfig(arch, source_list, epochs=epochs, batch_size=batch_size, device=device, seed=seed,
+    config = TrainConfig(arch, source_list, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                          iterations_per_epoch=iterations_per_epoch)
     trainer = Trainer(config, load_training_data(data, source_list), run_dir, log=typer.echo)
     trainer.train()
