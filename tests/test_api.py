@@ -100,7 +100,9 @@ def test_bad_inputs_raise_audio_errors(model, tmp_path):
         model.extract(np.full(1000, np.nan, dtype=np.float32), sr=22050)
 
 
-def test_default_model_says_none_is_installed():
+def test_default_model_says_none_is_installed(monkeypatch, tmp_path):
+    """A package installed without its weights says so (never random weights posing as a model)."""
+    monkeypatch.setattr(mtlmusic.hub, "EMBEDDED_DIR", tmp_path)
     with pytest.raises(ModelNotFoundError, match="No default weights"):
         mtlmusic.load_model("default")
 

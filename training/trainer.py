@@ -342,8 +342,9 @@ class Trainer:
 
     def export(self, path: str | os.PathLike, info: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
         """Write the trained network as an mtlmusic model file (heads kept, config and history in ``info``)."""
-        recipe = {"training": asdict(self.config), "epochs_trained": self.epoch,
-                  "device": str(self.device), "final": self.history[-1] if self.history else None}
+        recipe = {"training": asdict(self.config), "epochs_trained": self.epoch, "device": str(self.device),
+                  "train_seconds": sum(record["seconds"] for record in self.history),
+                  "final": self.history[-1] if self.history else None}
         network = copy.deepcopy(self.network).cpu().eval()
         scaler = Scaler(self.data.scaler.mean.cpu(), self.data.scaler.std.cpu())
         return save_model_file(path, network, scaler, name=self.config.name, info={**recipe, **(info or {})},

@@ -176,6 +176,7 @@ def test_msscr_members_must_share_the_scaler(hub_env, tmp_path, hub_tools):
 def test_names_that_are_not_published(hub_env, tmp_path, monkeypatch):
     (tmp_path / "registry.json").write_text(json.dumps({"format_version": 1, "repo_id": None, "revision": None,
                                                         "models": {}}))
+    monkeypatch.setattr(mtlmusic.hub, "EMBEDDED_DIR", tmp_path / "no-weights")
     with pytest.raises(ModelNotFoundError, match="No default weights"):
         mtlmusic.load_model("default")
     with pytest.raises(ModelNotFoundError, match=r"Unknown model 'mscr2-self-bpm': it would be MS-CR@2"):
