@@ -10,7 +10,8 @@ task           tracks and label                                metric
 soundtrack     held-out soundtrack tracks -> their game        accuracy
 style          held-out music21 renders -> Bach / Palestrina   accuracy
                / Monteverdi / Trecento / Classical quartet
-tempo          held-out music21 renders -> their rendered BPM  R^2
+tempo          held-out music21 renders -> their rendered      R^2
+               tempo, in octaves from 120 BPM (log2(BPM/120))
 =============  ==============================================  ===============
 
 Each representation (a model, ``rand``, ``mfcc``) is scored with the study's
@@ -58,7 +59,8 @@ def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dic
         if kind == "classification":
             datasets[task] = EvalDataset(task, kind, paths, ids, labels=np.array([row[column] for row in rows]))
         else:
-            datasets[task] = EvalDataset(task, kind, paths, ids, values=np.array([float(row[column]) for row in rows]))
+            bpm = np.array([float(row[column]) for row in rows])
+            datasets[task] = EvalDataset(task, kind, paths, ids, values=np.log2(bpm / 120.0))
     return datasets
 
 
