@@ -176,6 +176,16 @@ def open_corpus(source_root: Optional[Path] = typer.Argument(None, help="Extract
     typer.echo(json.dumps(report, indent=2, default=str))
 
 
+@app.command("open-corpus-timbre")
+def open_corpus_timbre(corpus: Path = typer.Argument(..., help="A built open corpus."),
+                       workers: int = typer.Option(2), seed: int = typer.Option(0)) -> None:
+    """Add the timbre source (pLSA of MFCC-word histograms) to a built open corpus."""
+    from .opencorpus import compute_timbre_targets
+
+    targets = compute_timbre_targets(corpus, workers=workers, seed=seed)
+    typer.echo(f"timbre: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
+
+
 @app.command("open-corpus-eval")
 def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpus."),
                      models: list[Path] = typer.Argument(..., help="Model files to score."),

@@ -141,6 +141,7 @@ def model_card(config: Mapping, rows: list[dict], corpus_summary: str = "") -> s
         "* `onset`: onset rate -> 50-component Gaussian mixture responsibilities.",
         "* `chroma`: histogram of local keys (chroma matched to key profiles) -> pLSA, 12 topics.",
         "* `tempogram`: tempogram histogram -> pLSA, 12 topics.",
+        "* `timbre`: bag of MFCC words (64-word k-means codebook) -> pLSA, 16 topics.",
         "",
         "No label of the evaluation tasks (soundtrack, style, rendered tempo) is a learning source, and the held-out "
         "tracks contribute neither audio nor targets to training.",
@@ -150,6 +151,7 @@ def model_card(config: Mapping, rows: list[dict], corpus_summary: str = "") -> s
         "apt-get download warzone2100-music ufoai-music planetblupi-music-ogg wesnoth-1.16-music nexuiz-music \\",
         "    singularity-music hyperrogue-music asc-music   # then dpkg -x and unzip, see docs/open-corpus.md",
         "mtlmusic-train open-corpus open-music/x corpus",
+        "mtlmusic-train open-corpus-timbre corpus",
         "mtlmusic-train cache corpus/manifest.csv corpus --workers 2",
         f"mtlmusic-train run corpus runs/default --arch {config['architecture']} "
         f"--sources {','.join(config['sources'])} --epochs {training.get('epochs')} --lr {training.get('lr')} "

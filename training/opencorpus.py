@@ -76,6 +76,7 @@ import numpy as np
 
 from mtlmusic.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info, stream_audio
 from mtlmusic.errors import AudioError, ConfigError
+from mtlmusic.io import atomic_path
 
 from .targets import SourceSpec, Targets, compute_targets, get_source, register_source, save_targets, targets_path
 
@@ -596,7 +597,8 @@ def render_score(relative: str, out_path: str | os.PathLike, *, program: int, bp
     audio = audio[:loud[-1] + 1] if loud.size else audio[:0]
     if audio.size:
         audio = audio * (10 ** (-1 / 20) / np.abs(audio).max())
-    _atomic_write(out_path, lambda tmp: sf.write(str(tmp), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+    with atomic_path(out_path) as tmp:
+        sf.write(str(tmp), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return {"duration": round(len(audio) / SAMPLE_RATE, 3), "bpm_label": round(bpm_label, 3),
             "program": int(program), "composer": composer, "title": title}
 
@@ -628,7 +630,8 @@ def _render_job(job: dict) -> dict:
     except Exception as err:  # one bad score must not stop a corpus build; the record keeps the error
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
     target = Path(job["flac"]).with_suffix(".json")
-    _atomic_write(target, lambda tmp: tmp.write_text(json.dumps(record, sort_keys=True)))
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(record, sort_keys=True))
     return record
 
 
@@ -955,7 +958,7 @@ def compute_audio_descriptors(manifest: str | os.PathLike, out: str | os.PathLik
     result = Descriptors(np.asarray(table["track_id"], dtype=str),
                          *(np.asarray(values[name], dtype=np.float64) for name in fields), n_computed=len(todo))
     arrays = {f.name: getattr(result, f.name) for f in dataclasses.fields(Descriptors) if f.name != "n_computed"}
-    _atomic_write(out, lambda tmp: np.savez(tmp, **arrays))
+    _write_npz(out, arrays)
     return result
 
 
@@ -1055,7 +1058,7 @@ def _descriptor_job(job: dict) -> tuple[str, str]:
         result = {"tempo": np.nan, "onset_rate": np.nan, "chroma": np.full(12, np.nan),
                   "key_counts": np.full(24, np.nan), "tempogram": np.full(len(TEMPO_EDGES) - 1, np.nan),
                   "seconds": np.nan}
-    _atomic_write(Path(job["file"]), lambda tmp: np.savez(tmp, **result))
+    _write_npz(Path(job["file"]), result)
     return job["track_id"], error
 
 
@@ -1312,20 +1315,14 @@ def _limit_threads() -> None:
     threadpool_limits(1)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_csv(table, path: Path) -> None:
-    _atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def _read_csv(path: Path):
@@ -1336,3 +1333,68 @@ def _read_csv(path: Path):
     return pd.read_csv(path, keep_default_na=False, na_values={"bpm_label": [""], "duration": [""]},
                        dtype={"track_id": str, "path": str, "split": str, "soundtrack": str, "style": str,
                               "composer": str, "group": str, "title": str, "licence": str, "corpus": str})
+
+
+#: MFCC "words" of the timbre source (k-means codebook size) and its pLSA topics.
+TIMBRE_WORDS = 64
+TIMBRE_TOPICS = 16
+
+
+def _mfcc_frames(job: dict) -> np.ndarray:
+    """20 MFCCs of every analysis frame of the first :data:`ANALYSIS_SECONDS` of a track, ``(frames, 20)``."""
+    import librosa
+
+    y = _analysis_audio(job["path"])
+    return librosa.feature.mfcc(y=y, sr=SAMPLE_RATE, n_mfcc=20).T.astype(np.float32)
+
+
+def _analysis_audio(path: str) -> np.ndarray:
+    blocks, total = [], 0
+    for block in stream_audio(path):
+        blocks.append(block.mean(axis=0))
+        total += block.shape[1]
+        if total >= ANALYSIS_SECONDS * SAMPLE_RATE:
+            break
+    return np.concatenate(blocks)[: int(ANALYSIS_SECONDS * SAMPLE_RATE)]
+
+
+def compute_timbre_targets(corpus_dir: str | os.PathLike, *, splits: Sequence[str] = ("train", "valid"),
+                           n_words: int = TIMBRE_WORDS, n_topics: int = TIMBRE_TOPICS, seed: int = 0,
+                           workers: int = 2) -> Targets:
+    """The ``timbre`` source: pLSA topics of each track's bag of MFCC words.
+
+    Every frame's 20 MFCCs are assigned to the nearest of ``n_words`` k-means
+    centroids (fitted on frames of the ``splits`` tracks only); each track becomes
+    a histogram of words, and pLSA over the ``splits`` tracks gives ``n_topics``
+    timbre topics, as the study's tag source does with tags. Written to
+    ``targets/timbre.npz``; tracks outside ``splits`` have no target.
+
+    Examples
+    --------
+    >>> targets = compute_timbre_targets("corpus")  # doctest: +SKIP
+    >>> targets.z.shape  # doctest: +SKIP
+    (585, 16)
+    """
+    import scipy.sparse as sp
+    from sklearn.cluster import MiniBatchKMeans
+
+    from .targets import plsa
+
+    corpus = Path(corpus_dir)
+    table = _read_csv(corpus / "manifest.csv")
+    frames = list(_map(_mfcc_frames, [{"path": path} for path in table["path"]], workers))
+    use = table["split"].isin(list(splits)).to_numpy()
+    rng = np.random.default_rng(seed)
+    sample = np.concatenate([f[rng.choice(len(f), size=min(len(f), 400), replace=False)]
+                             for f, u in zip(frames, use) if u])
+    codebook = MiniBatchKMeans(n_words, random_state=seed, n_init=3).fit(sample)
+    counts = np.zeros((len(table), n_words))
+    for i, track_frames in enumerate(frames):
+        counts[i] = np.bincount(codebook.predict(track_frames), minlength=n_words)
+    topics = plsa(sp.csr_matrix(counts[use]), k=n_topics, seed=seed)
+    z = np.full((len(table), n_topics), 1.0 / n_topics, dtype=np.float32)
+    z[use] = topics.doc_topic
+    targets = Targets("timbre", z, use.copy(), {"kind": "plsa", "dim": n_topics, "words": n_words, "seed": seed},
+                      table["track_id"].to_numpy(dtype=str), topics.topic_term)
+    save_targets(targets, targets_path(corpus / "targets", "timbre"))
+    return targets

@@ -151,6 +151,11 @@ def test_manifest_descriptors_and_targets_end_to_end(packages, tmp_path, monkeyp
     with pytest.raises(ConfigError, match="at least two classes"):
         oc.compute_opencorpus_targets(corpus, sources=["composer"], splits=("train",))
 
+    timbre = oc.compute_timbre_targets(corpus, splits=("train",), n_words=4, n_topics=2, workers=1)
+    assert timbre.z.shape == (len(manifest), 2) and np.array_equal(timbre.mask, train)
+    np.testing.assert_allclose(timbre.z.sum(axis=1), 1.0, rtol=1e-5)
+    assert tg.load_targets(corpus / "targets" / "timbre.npz").topic_term.shape == (2, 4)
+
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None or not oc.DEFAULT_SOUNDFONT.exists(),
                     reason="fluidsynth or the FluidR3 soundfont is not installed")
