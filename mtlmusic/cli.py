@@ -109,7 +109,8 @@ def models(pattern: Optional[str] = typer.Argument(None, help="Glob over names, 
     """
     from .architectures import parse_model_name
     from .errors import ConfigError, ModelNotFoundError
-    from .hub import list_models, model_status
+    from .hub import list_models, model_status, resolve_model
+    from .modelfile import read_config
 
     table = Table("name", "architecture", "sources", "dim", "status")
     for name in list_models(pattern):
@@ -119,10 +120,14 @@ def models(pattern: Optional[str] = typer.Argument(None, help="Glob over names, 
             status = "not installed"
         try:
             arch, sources = parse_model_name(name)
-            blocks = 1 if arch in ("SS-R", "MS-SR@FC") else len(sources)
-            table.add_row(name, arch, ",".join(sources), str(2 * 256 * blocks), status)
-        except ConfigError:  # an alias such as "default"
-            table.add_row(name, "", "", "", status)
+        except ConfigError:  # an alias such as "default": its file says what it is, when it is here
+            if status not in ("embedded", "cached"):
+                table.add_row(name, "", "", "", status)
+                continue
+            config = read_config(resolve_model(name))
+            arch, sources = config["architecture"], config["sources"]
+        blocks = 1 if arch in ("SS-R", "MS-SR@FC") else len(sources)
+        table.add_row(name, arch, ",".join(sources), str(2 * 256 * blocks), status)
     Console().print(table)
 
 
