@@ -1,0 +1,1 @@
+"""mtlmusic_training: the reproduction of the study (targets, mel cache, design, Algorithm 1 training, analysis)."""
