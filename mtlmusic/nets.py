@@ -38,7 +38,7 @@ class ConvBlock(nn.Module):
         self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(torch.relu(self.bn(self.conv(x))))
+        return self.pool(torch.relu_(self.bn(self.conv(x))))
 
 
 class GlobalAveragePool(nn.Module):
