@@ -110,7 +110,7 @@ def collection_benchmark(args) -> None:
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        summary = run_job(model, [folder], output=Path(out) / "feats.npy", workers=args.workers)
+        summary = run_job(model, paths, output=Path(out) / "feats.npy", workers=args.workers)
         ours = time.perf_counter() - start
     assert not summary.failures, summary.failures
 
