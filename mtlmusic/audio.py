@@ -246,8 +246,10 @@ def _decode_blocks(info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
         process.wait()
 
 
-def stream_audio(path: str | os.PathLike, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+def stream_audio(path: str | os.PathLike | AudioInfo, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
     """Decode a file block by block: yields float32 ``(2, k)`` arrays at 22,050 Hz.
+
+    ``path`` may also be the file's :class:`AudioInfo`, which saves probing it again.
 
     Memory stays bounded by ``block_frames`` whatever the file's length. A file
     that ends before its header says (a truncated MP3, say) yields what can be
@@ -261,7 +263,7 @@ def stream_audio(path: str | os.PathLike, block_frames: int = BLOCK_FRAMES) -> I
     >>> sum(block.shape[1] for block in stream_audio(path))
     22050
     """
-    info = audio_info(path)
+    info = path if isinstance(path, AudioInfo) else audio_info(path)
     matrix = downmix_matrix(info.channels)
     resampler = (None if info.sample_rate == SAMPLE_RATE else
                  soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 2, dtype="float32", quality="HQ"))

@@ -103,10 +103,11 @@ def _prepare(path: Path, scaler: Scaler | None = None) -> tuple[str, object, flo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            seconds = audio_info(path).duration
+            info = audio_info(path)
+            seconds = info.duration
             if not seconds <= LONG_AUDIO_SECONDS:
                 return "long", None, seconds, []
-            slices = torch.cat(list(track_slices(path, scaler=scaler, chunk_slices=1 << 20)))
+            slices = torch.cat(list(track_slices(info, scaler=scaler, chunk_slices=1 << 20)))
             outcome: tuple[str, object] = ("slices", slices.numpy())
         except MtlmusicError as err:
             outcome = ("error", str(err))

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import SAMPLE_RATE, audio_info, load_audio, stream_audio
+from .audio import SAMPLE_RATE, AudioInfo, audio_info, load_audio, stream_audio
 
 N_FFT = 1024
 HOP_LENGTH = 256
@@ -233,7 +233,8 @@ def track_slices(source, sr: int | None = None, scaler: Scaler | None = None,
                  device: str | torch.device = "cpu", chunk_slices: int = 64) -> Iterator[torch.Tensor]:
     """Standardized slices of one track, ``(k, 2, 216, 128)`` tensors of at most ``chunk_slices`` slices.
 
-    The front end's entry point: a file or an array in, network input out, in
+    The front end's entry point: a file (path or :class:`~mtlmusic.audio.AudioInfo`)
+    or an array in, network input out, in
     track order. Memory stays bounded for files of any length: files longer
     than :data:`LONG_AUDIO_SECONDS` are decoded twice instead of being held.
 
@@ -245,13 +246,13 @@ def track_slices(source, sr: int | None = None, scaler: Scaler | None = None,
     [(3, 2, 216, 128)]
     """
     scaler = scaler or Scaler.identity()
-    if isinstance(source, (str, os.PathLike)):
-        duration = audio_info(source).duration
-        if not duration <= LONG_AUDIO_SECONDS:  # also when the duration is unknown (NaN)
-            max_power = max(chunk.max().item() for chunk in _mel_chunks(stream_audio(source), device))
-            frames: Iterable[torch.Tensor] = _mel_chunks(stream_audio(source), device)
+    if isinstance(source, (str, os.PathLike, AudioInfo)):
+        info = source if isinstance(source, AudioInfo) else audio_info(source)
+        if not info.duration <= LONG_AUDIO_SECONDS:  # also when the duration is unknown (NaN)
+            max_power = max(chunk.max().item() for chunk in _mel_chunks(stream_audio(info), device))
+            frames: Iterable[torch.Tensor] = _mel_chunks(stream_audio(info), device)
         else:
-            frames = list(_mel_chunks(stream_audio(source), device))
+            frames = list(_mel_chunks(stream_audio(info), device))
             max_power = max(chunk.max().item() for chunk in frames)
     else:
         frames = list(_mel_chunks([load_audio(source, sr)], device))
