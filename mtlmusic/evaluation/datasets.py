@@ -694,19 +694,9 @@ def load_labels_csv(path, *, name: str | None = None, check_files: bool = True) 
     --------
     >>> ds = load_labels_csv("my_genres.csv")  # doctest: +SKIP
     """
-    path = Path(path)
-    table = _read_table(path, {"path": ("path",), "label": ("label",)}, "labels CSV")
-    paths = [_resolve(path.parent, p) for p in table["path"]]
-    dataset_name = name or path.stem
-    if check_files:
-        _check_exist(paths, dataset_name)
-    return EvalDataset(
-        dataset_name,
-        "classification",
-        tuple(paths),
-        tuple(table["path"]),
-        labels=np.asarray(table["label"], dtype=str),
-    )
+    path, table, paths, dataset_name = _path_table(path, "label", "labels CSV", name, check_files)
+    return EvalDataset(dataset_name, "classification", tuple(paths), tuple(table["path"]),
+                       labels=np.asarray(table["label"], dtype=str))
 
 
 def load_values_csv(path, *, name: str | None = None, check_files: bool = True) -> EvalDataset:
@@ -736,16 +726,20 @@ def load_values_csv(path, *, name: str | None = None, check_files: bool = True) 
     --------
     >>> ds = load_values_csv("tempo.csv", name="Tempo")  # doctest: +SKIP
     """
+    path, table, paths, dataset_name = _path_table(path, "value", "values CSV", name, check_files)
+    return EvalDataset(dataset_name, "regression", tuple(paths), tuple(table["path"]),
+                       values=_floats(table["value"], "values", path))
+
+
+def _path_table(path, column: str, what: str, name: str | None, check_files: bool):
+    """Read a ``path,<column>`` CSV: ``(csv path, table, resolved audio paths, dataset name)``."""
     path = Path(path)
-    table = _read_table(path, {"path": ("path",), "value": ("value",)}, "values CSV")
-    values = _floats(table["value"], "values", path)
+    table = _read_table(path, {"path": ("path",), column: (column,)}, what)
     paths = [_resolve(path.parent, p) for p in table["path"]]
     dataset_name = name or path.stem
     if check_files:
         _check_exist(paths, dataset_name)
-    return EvalDataset(
-        dataset_name, "regression", tuple(paths), tuple(table["path"]), values=values
-    )
+    return path, table, paths, dataset_name
 
 
 def load_interactions_csv(
