@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import MtlmusicError
+from .errors import ConfigError, MtlmusicError
 
 app = typer.Typer(help="Deep music representations: extract features, list and inspect models.",
                   no_args_is_help=True, add_completion=False)
@@ -35,7 +35,7 @@ def _default_workers() -> int:
 
 
 def extract(
-    inputs: list[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively)."),
+    inputs: Optional[list[Path]] = typer.Argument(None, help="Audio files and/or folders (searched recursively)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Feature file: .npy (+ .npy.json sidecar), .npz, .csv or .parquet."),
     per_file: Optional[Path] = typer.Option(None, "--per-file", help="Also write one .npy per input, mirroring the tree."),
@@ -48,20 +48,46 @@ def extract(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo everything and replace existing outputs."),
     checkpoint_every: int = typer.Option(64, help="Files between checkpoints of an interrupted-safe run."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    files_from: Optional[Path] = typer.Option(None, "--files-from",
+                                              help="Also extract the files listed here: one path per line, "
+                                                   "or a .csv with a 'path' column."),
+    engine: str = typer.Option("local", help="local (this machine) or ray (a Ray cluster; pip install 'mtlmusic[ray]')."),
+    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster, e.g. 'auto' or "
+                                                     "'ray://head:10001' (default: RAY_ADDRESS, else a local cluster)."),
+    files_per_task: int = typer.Option(32, help="With --engine ray: files per Ray task."),
 ) -> None:
     """Extract features of audio files and folders into one feature file and/or one file per input.
 
     Re-running the same command skips what is done and resumes an interrupted run.
     Failed files are reported on stderr and in OUT.failures.tsv; the exit code is 1 when any failed.
     """
+    from functools import partial
+
     from . import load_model
-    from .jobs import run_job
+    from .batch import extract_files
+    from .jobs import read_path_list, run_job
 
     import torch
 
     # One intra-op thread per core left to the network: oversubscribed cores make torch far slower.
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
     try:
+        inputs = list(inputs or [])
+        if files_from is not None:
+            inputs += read_path_list(files_from)
+        if not inputs:
+            raise ConfigError("No input: give audio files or folders, or --files-from LIST.")
+        if engine == "ray":
+            from .distributed import ray_extract_files, require_ray
+
+            require_ray()
+            extract_engine = partial(ray_extract_files, address=address, files_per_task=files_per_task,
+                                     device=device)
+            device = "cpu"  # this process only sends the model; the workers run it
+        elif engine == "local":
+            extract_engine = extract_files
+        else:
+            raise ConfigError(f"Unknown engine {engine!r}: choose local or ray.")
         model = load_model(model_name, device=device)
         model.batch_size = batch_size
         with Progress(TextColumn("[bold]extracting"), BarColumn(), MofNCompleteColumn(),
@@ -82,7 +108,7 @@ def extract(
 
             summary = run_job(model, inputs, output=output, per_file=per_file, pattern=glob, workers=workers,
                               slices=slices, overwrite=overwrite, checkpoint_every=checkpoint_every,
-                              on_result=on_result,
+                              on_result=on_result, extract=extract_engine,
                               on_start=lambda n: progress.update(task, total=n))
     except MtlmusicError as err:
         err_console.print(f"error: {err}", highlight=False, markup=False)
@@ -108,7 +134,7 @@ def models(pattern: Optional[str] = typer.Argument(None, help="Glob over names, 
     (downloaded on first use) or not installed.
     """
     from .architectures import parse_model_name
-    from .errors import ConfigError, ModelNotFoundError
+    from .errors import ModelNotFoundError
     from .hub import list_models, model_status, resolve_model
     from .modelfile import read_config
 
@@ -213,6 +239,13 @@ def evaluate_command(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
     workers: int = typer.Option(_default_workers(), help="Decoding processes beside the network (0: none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    files_from: Optional[Path] = typer.Option(None, "--files-from",
+                                              help="Also extract the files listed here: one path per line, "
+                                                   "or a .csv with a 'path' column."),
+    engine: str = typer.Option("local", help="local (this machine) or ray (a Ray cluster; pip install 'mtlmusic[ray]')."),
+    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster, e.g. 'auto' or "
+                                                     "'ray://head:10001' (default: RAY_ADDRESS, else a local cluster)."),
+    files_per_task: int = typer.Option(32, help="With --engine ray: files per Ray task."),
 ) -> None:
     """Score a model, feature file or baseline on a dataset: mean and 95% interval over 50 splits.
 

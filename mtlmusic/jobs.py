@@ -20,10 +20,11 @@ Examples
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,32 @@ class JobSummary:
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     failures_file: Path | None = None
+
+
+def read_path_list(path: str | os.PathLike) -> list[Path]:
+    """Audio paths listed in a file: a CSV with a ``path`` column (``.csv``), else one path per line.
+
+    Blank lines and lines starting with ``#`` are skipped; relative paths are
+    taken from the current directory, as ``tar -T`` does.
+
+    >>> import tempfile, os
+    >>> listing = os.path.join(tempfile.mkdtemp(), "files.txt")
+    >>> _ = open(listing, "w").write("# my collection\na.mp3\n\nsub/b.flac\n")
+    >>> [str(p) for p in read_path_list(listing)]
+    ['a.mp3', 'sub/b.flac']
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"Cannot read the list of files {path}: {err}") from err
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if rows and "path" not in rows[0]:
+            raise ConfigError(f"{path} has no 'path' column (columns: {', '.join(rows[0])}).")
+        return [Path(row["path"]) for row in rows if row["path"]]
+    lines = (line.strip() for line in text.splitlines())
+    return [Path(line) for line in lines if line and not line.startswith("#")]
 
 
 def per_file_targets(inputs: Sequence[str | os.PathLike], paths: Sequence[Path], folder: Path,
@@ -105,7 +132,8 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
             per_file: str | os.PathLike | None = None, pattern: str | None = None, workers: int = 0,
             slices: bool = False, overwrite: bool = False, checkpoint_every: int = 64,
             on_result: Callable[[TrackResult], None] | None = None,
-            on_start: Callable[[int], None] | None = None) -> JobSummary:
+            on_start: Callable[[int], None] | None = None,
+            extract: Callable[..., Iterator[TrackResult]] = extract_files) -> JobSummary:
     """Extract a collection into ``output`` (a feature file) and/or ``per_file`` (a folder); see module docs.
 
     Parameters
@@ -121,6 +149,10 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
     checkpoint_every : files per checkpoint shard (a checkpoint is also written every minute)
     on_result : called with each :class:`~mtlmusic.batch.TrackResult`
     on_start : called with the number of files to extract
+    extract : the engine, called as ``extract(model, paths, workers=..., keep_slices=...)``:
+        :func:`~mtlmusic.batch.extract_files` on this machine, or
+        :func:`~mtlmusic.distributed.ray_extract_files` (options bound with
+        :func:`functools.partial`) on a Ray cluster
     """
     if output is None and per_file is None:
         raise ConfigError("Nothing to write: give an output file (-o) and/or a per-file folder (--per-file).")
@@ -153,7 +185,7 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
     summary = JobSummary(total=len(paths), skipped=len(paths) - len(ordered_todo), extracted=0)
     shard: list[TrackResult] = []
     last_shard = time.monotonic()
-    for result in extract_files(model, ordered_todo, workers=workers, keep_slices=slices):
+    for result in extract(model, ordered_todo, workers=workers, keep_slices=slices):
         if result.ok:
             summary.extracted += 1
             summary.audio_seconds += result.seconds

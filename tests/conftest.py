@@ -55,3 +55,13 @@ def model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "mscr2-self-bpm-tag.safetensors"
     save_model_file(path, network, random_scaler(), name="mscr2-self-bpm-tag")
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """A local Ray cluster with 2 CPUs, started once for the tests of the Ray engine; yields its address."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
+             object_store_memory=128 * 2**20)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
