@@ -129,21 +129,53 @@ def run(data: Path = typer.Argument(..., help="Prepared data folder."),
 def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
          runs: str = typer.Option("", help="Run ids, e.g. '1-10,83' (default: all 90)."),
          epochs: int = typer.Option(100), device: str = typer.Option("auto"), seed: int = typer.Option(0),
-         parallel: int = typer.Option(1, help="Runs trained at once on the device.")) -> None:
-    """Train a range of the study's 90 networks, skipping finished ones and resuming interrupted ones."""
-    from .grid import parse_range, run_grid
+         batch_size: int = typer.Option(48), lr: float = typer.Option(1e-4, help="Adam learning rate."),
+         iterations_per_epoch: Optional[int] = typer.Option(None, help="Default: l x m, as the paper."),
+         parallel: int = typer.Option(1, help="Runs trained at once on this machine's device (local engine)."),
+         engine: str = typer.Option("local", help="local, or ray (each run a Ray task; pip install 'mtlmusic[ray]')."),
+         address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster ('auto', 'ray://head:10001'; "
+                                                          "default: RAY_ADDRESS, else a local cluster)."),
+         gpus_per_run: Optional[float] = typer.Option(None, help="With --engine ray: GPUs per run, e.g. 0.25 to "
+                                                                 "train four runs per GPU (default: 1 on GPU clusters)."),
+         cpus_per_run: float = typer.Option(1.0, help="With --engine ray: CPUs per run.")) -> None:
+    """Train a range of the study's 90 networks, skipping finished ones and resuming interrupted ones.
 
-    run_grid(data, runs_dir, parse_range(runs, 90), epochs=epochs, device=device, seed=seed,
-             parallel=parallel, log=typer.echo)
+    Exit code 1 when some runs failed (the others still finish; rerun to retry them).
+    """
+    from mtlmusic.errors import MtlmusicError
+
+    from .grid import GridError, parse_range, run_grid
+
+    config = {"batch_size": batch_size, "lr": lr}
+    if iterations_per_epoch:
+        config["iterations_per_epoch"] = iterations_per_epoch
+    try:
+        run_grid(data, runs_dir, parse_range(runs, 90), epochs=epochs, device=device, seed=seed, parallel=parallel,
+                 engine=engine, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
+                 log=typer.echo, **config)
+    except (GridError, MtlmusicError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1 if isinstance(err, GridError) else 2)
 
 
 @app.command()
-def status(runs_dir: Path = typer.Argument(...)) -> None:
-    """List the 90 runs as done, started or pending."""
+def status(runs_dir: Path = typer.Argument(...),
+           all_runs: bool = typer.Option(False, "--all", help="Also list pending runs.")) -> None:
+    """List the runs of the grid: done, running, failed, interrupted or pending, with their last log line."""
+    import time
+
     from .grid import run_status
 
-    for run, state in run_status(runs_dir):
-        typer.echo(f"{run.id:3d}  {state:8s}  {run.name}")
+    statuses = run_status(runs_dir)
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status.state] = counts.get(status.state, 0) + 1
+        if status.state == "pending" and not all_runs:
+            continue
+        age = f"{(time.time() - status.updated) / 60:5.1f} min ago" if status.updated else ""
+        typer.echo(f"{status.run.id:3d}  {status.state:11s}  {status.run.name:28s}  {status.epochs_done:4d} epochs  "
+                   f"{status.host:12s}  {age:14s}  {status.last_line}".rstrip())
+    typer.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
 
 
 @app.command("export")

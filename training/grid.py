@@ -1,9 +1,21 @@
 """The study's grid of 90 networks: run a range of it, skip what is finished, resume what was interrupted, export.
 
-Each run trains in ``RUNS/<name>/`` (checkpoint, history, ``done`` marker) and is
-exported to ``RUNS/models/<name>.safetensors`` when it finishes. Several runs can
-share one device (``parallel``): each of ``parallel`` processes takes every
-``parallel``-th run, which keeps a large GPU busy with the study's small networks.
+Each run trains in ``RUNS/<name>/`` (checkpoint, history, ``train.log``,
+``state.json``, ``done`` marker) and is exported to
+``RUNS/models/<name>.safetensors`` when it finishes. A run that fails is
+recorded as failed (the error is in its log) and the grid goes on with the
+others. Three engines:
+
+* ``local``: one run after the other in this process;
+* ``parallel=N``: N processes on this machine share the device, each taking
+  every N-th run (keeps a large GPU busy with the study's small networks);
+* ``ray``: each run is a Ray task asking for ``gpus_per_run`` GPUs (a fraction
+  lets several runs share one GPU); a task whose worker dies is retried and
+  resumes from the run's last checkpoint. ``RUNS`` and the data folder must be
+  on a file system that every node sees.
+
+:func:`run_status` lists every run as done, running, failed, interrupted or
+pending at any time, from the run folders alone.
 
 Examples
 --------
@@ -14,10 +26,17 @@ Examples
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+
+from mtlmusic.io import atomic_path
 
 from .design import Run, design_runs
 from .melcache import MelCache
@@ -38,51 +57,214 @@ def parse_range(spec: str | None, n: int) -> list[int]:
     return sorted(set(ids))
 
 
-def run_status(runs_dir: str | os.PathLike, runs: list[Run] | None = None) -> list[tuple[Run, str]]:
-    """``(run, status)`` for each run: ``done``, ``started`` (a checkpoint exists) or ``pending``."""
+@dataclass
+class RunStatus:
+    """Where one run stands: ``state`` is done, running, failed, interrupted or pending."""
+
+    run: Run
+    state: str
+    epochs_done: int = 0
+    host: str = ""
+    updated: float | None = None   # time of the run's last log line (seconds since the epoch)
+    last_line: str = ""            # the last line of its train.log
+
+
+def run_status(runs_dir: str | os.PathLike, runs: list[Run] | None = None) -> list[RunStatus]:
+    """The status of each run of the grid, read from ``RUNS/<name>/`` (see module docs)."""
     runs_dir = Path(runs_dir)
-    status = []
+    statuses = []
     for run in runs or design_runs():
         folder = runs_dir / run.name
-        state = "done" if (folder / "done").exists() else "started" if (folder / "checkpoint.pt").exists() else "pending"
-        status.append((run, state))
-    return status
+        state = _read_state(folder)
+        history = folder / "history.jsonl"
+        epochs = len(history.read_text().splitlines()) if history.exists() else 0
+        if (folder / "done").exists() and (runs_dir / "models" / f"{run.name}.safetensors").exists():
+            name = "done"
+        elif state.get("state") == "failed" or (state.get("state") == "running" and _may_be_alive(state)):
+            name = state["state"]
+        elif (folder / "checkpoint.pt").exists():
+            name = "interrupted"
+        else:
+            name = "pending"
+        statuses.append(RunStatus(run, name, epochs, state.get("host", ""), state.get("updated"),
+                                  _last_log_line(folder / "train.log")))
+    return statuses
+
+
+def _last_log_line(log: Path) -> str:
+    """The last line written by :class:`_RunRecorder` (tracebacks skipped), without its time stamp."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+    for line in reversed(lines):
+        if len(line) > 20 and line[:4].isdigit() and line[10] == " " and line[19] == " ":
+            return line[20:]
+    return ""
+
+
+def _may_be_alive(state: dict) -> bool:
+    """False when the process that wrote ``state`` ran on this host and is gone; True otherwise."""
+    if state.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(state.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+def _read_state(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class _RunRecorder:
+    """Keeps a run's ``state.json`` and ``train.log`` up to date, and echoes log lines to ``echo``."""
+
+    def __init__(self, folder: Path, echo):
+        self.folder = folder
+        self.echo = echo
+        folder.mkdir(parents=True, exist_ok=True)
+        self.state = {"state": "running", "host": socket.gethostname(), "pid": os.getpid(),
+                      "started": time.time(), "updated": time.time()}
+        self._save()
+
+    def log(self, line: str) -> None:
+        with open(self.folder / "train.log", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        self.state["updated"] = time.time()
+        self._save()
+        self.echo(line)
+
+    def finish(self, state: str, error: str | None = None) -> None:
+        self.state.update(state=state, updated=time.time(), error=error)
+        self._save()
+
+    def _save(self) -> None:
+        with atomic_path(self.folder / "state.json") as tmp:
+            tmp.write_text(json.dumps(self.state))
+
+
+def train_run(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run: Run, epochs: int = 100,
+              device: str = "auto", seed: int = 0, log=print, cache: MelCache | None = None,
+              **config) -> Path:
+    """Train (or resume) one run of the grid and export it; returns the model file. Skips a finished run.
+
+    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields
+    (``batch_size``, ``iterations_per_epoch``, ``lr``...). A failure is recorded in
+    the run's ``state.json`` and ``train.log`` before it is raised.
+    """
+    runs_dir = Path(runs_dir)
+    folder = runs_dir / run.name
+    model_path = runs_dir / "models" / f"{run.name}.safetensors"
+    if (folder / "done").exists() and model_path.exists():
+        log(f"run {run.id} {run.name}: done, skipped")
+        return model_path
+    recorder = _RunRecorder(folder, log)
+    try:
+        data = load_training_data(data_dir, list(run.sources), cache=cache)
+        train_config = TrainConfig(run.architecture, list(run.sources), epochs=epochs, device=device, seed=seed,
+                                   **config)
+        trainer = Trainer(train_config, data, folder, log=recorder.log)
+        trainer.train()
+        trainer.export(model_path, info={"design_run": run.id, "role": run.role}, overwrite=True)
+    except KeyboardInterrupt:
+        recorder.finish("interrupted")
+        raise
+    except Exception as err:
+        recorder.log(f"run {run.id} {run.name}: failed: {type(err).__name__}: {err}")
+        with open(folder / "train.log", "a", encoding="utf-8") as f:
+            f.write(traceback.format_exc())
+        recorder.finish("failed", f"{type(err).__name__}: {err}")
+        raise
+    recorder.log(f"run {run.id} {run.name}: exported to {model_path}")
+    recorder.finish("done")
+    return model_path
+
+
+class GridError(RuntimeError):
+    """Some runs of the grid failed; the others finished. Rerunning the grid retries the failed ones."""
 
 
 def run_grid(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run_ids: list[int],
-             epochs: int = 100, device: str = "auto", seed: int = 0, parallel: int = 1, log=print) -> None:
-    """Train the runs ``run_ids`` of :func:`~mtlmusic_training.design.design_runs` (see module docs)."""
-    if parallel > 1:
-        _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel)
-        return
+             epochs: int = 100, device: str = "auto", seed: int = 0, parallel: int = 1, engine: str = "local",
+             address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
+             log=print, **config) -> None:
+    """Train the runs ``run_ids`` of :func:`~mtlmusic_training.design.design_runs` (see module docs).
+
+    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields.
+    Raises :class:`GridError` when some runs failed (after the others finished).
+    """
     runs = {run.id: run for run in design_runs()}
-    runs_dir = Path(runs_dir)
-    cache = MelCache.open(Path(data_dir) / "cache")
-    for run_id in run_ids:
-        run = runs[run_id]
-        folder = runs_dir / run.name
-        model_path = runs_dir / "models" / f"{run.name}.safetensors"
-        if (folder / "done").exists() and model_path.exists():
-            log(f"run {run.id} {run.name}: done, skipped")
-            continue
-        data = load_training_data(data_dir, list(run.sources), cache=cache)
-        config = TrainConfig(run.architecture, list(run.sources), epochs=epochs, device=device, seed=seed)
-        trainer = Trainer(config, data, folder, log=log)
-        trainer.train()
-        trainer.export(model_path, info={"design_run": run.id, "role": run.role}, overwrite=True)
-        log(f"run {run.id} {run.name}: exported to {model_path}")
+    chosen = [runs[i] for i in run_ids]
+    if engine == "ray":
+        failed = _run_on_ray(data_dir, runs_dir, chosen, epochs, device, seed, address, gpus_per_run,
+                             cpus_per_run, log, config)
+    elif engine != "local":
+        raise ValueError(f"Unknown engine {engine!r}: choose local or ray.")
+    elif parallel > 1:
+        failed = _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, config)
+    else:
+        cache = MelCache.open(Path(data_dir) / "cache")
+        failed = []
+        for run in chosen:
+            try:
+                train_run(data_dir, runs_dir, run, epochs, device, seed, log, cache=cache, **config)
+            except Exception:
+                failed.append(run.name)
+    if failed:
+        raise GridError(f"{len(failed)} run(s) failed: {', '.join(failed)}; their train.log says why. "
+                        "Rerun the grid to retry them.")
 
 
-def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel) -> None:
+def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, config) -> list[str]:
     processes = []
+    options = [arg for key, value in config.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
     for k in range(parallel):
         share = run_ids[k::parallel]
         if not share:
             continue
         command = [sys.executable, "-m", "mtlmusic_training.cli", "grid", str(data_dir), str(runs_dir),
                    "--runs", ",".join(map(str, share)), "--epochs", str(epochs), "--device", device,
-                   "--seed", str(seed)]
+                   "--seed", str(seed), *options]
         processes.append(subprocess.Popen(command))
-    failed = [p.args for p in processes if p.wait() != 0]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(processes)} grid processes failed; rerun to resume them.")
+    return [f"process {k}" for k, p in enumerate(processes) if p.wait() != 0]
+
+
+def _train_task(data_dir: str, runs_dir: str, run_id: int, epochs: int, device: str, seed: int, threads: int,
+                config: dict) -> str:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    run = next(r for r in design_runs() if r.id == run_id)
+    return str(train_run(data_dir, runs_dir, run, epochs, device, seed, log=lambda _: None, **config))
+
+
+def _run_on_ray(data_dir, runs_dir, runs: list[Run], epochs, device, seed, address, gpus_per_run,
+                cpus_per_run, log, config) -> list[str]:
+    """Each run a Ray task (retried when its worker dies); returns the names of the runs that failed."""
+    from mtlmusic.distributed import connect
+
+    ray = connect(address)
+    if gpus_per_run is None:
+        wants_gpu = device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+        gpus_per_run = 1.0 if wants_gpu else 0.0
+    task = ray.remote(_train_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=3)
+    data_dir, runs_dir = os.path.abspath(data_dir), os.path.abspath(runs_dir)
+    pending = {task.remote(data_dir, runs_dir, run.id, epochs, device, seed, int(cpus_per_run), config): run
+               for run in runs}
+    log(f"{len(pending)} runs submitted to Ray ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each); "
+        f"follow them with: mtlmusic-train status {runs_dir}")
+    failed = []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        run = pending.pop(ready[0])
+        try:
+            log(f"run {run.id} {run.name}: exported to {ray.get(ready[0])}")
+        except ray.exceptions.RayError as err:
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            log(f"run {run.id} {run.name}: failed: {reason}")
+            failed.append(run.name)
+    return failed

@@ -1,0 +1,95 @@
+"""The grid: every run's status, failures recorded while the others finish, and the Ray engine on a local cluster."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from mtlmusic_training.cli import app
+from mtlmusic_training.design import design_runs
+from mtlmusic_training.grid import GridError, run_grid, run_status
+
+IDS = {run.name: run.id for run in design_runs()}
+TWO_RUNS = [IDS["ssr-bpm"], IDS["ssr-tag"]]
+SMALL = {"batch_size": 8, "iterations_per_epoch": 6}
+
+
+def _states(runs_dir) -> dict[str, str]:
+    return {s.run.name: s.state for s in run_status(runs_dir) if s.state != "pending"}
+
+
+def _epochs_done(runs_dir, name: str) -> int:
+    history = runs_dir / name / "history.jsonl"
+    return len(history.read_text().splitlines()) if history.exists() else 0
+
+
+def test_a_failed_run_is_recorded_and_the_others_finish(data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(GridError, match="ssr-year"):
+        run_grid(data_dir, runs, [IDS["ssr-year"], IDS["ssr-bpm"]], epochs=1, device="cpu", log=lambda _: None,
+                 **SMALL)
+    assert _states(runs) == {"ssr-year": "failed", "ssr-bpm": "done"}
+    log = (runs / "ssr-year" / "train.log").read_text()
+    assert "failed" in log and "Traceback" in log
+    listing = CliRunner().invoke(app, ["status", str(runs)])
+    assert "1 done, 1 failed, 88 pending" in listing.output
+    assert "ssr-year" in listing.output and "failed:" in listing.output
+
+
+def _training_workers():
+    psutil = pytest.importorskip("psutil")
+    return [p for p in psutil.process_iter(["cmdline"])
+            if (p.info["cmdline"] or [""])[0].startswith("ray::_train_task")]
+
+
+def test_ray_grid_survives_a_killed_worker(data_dir, tmp_path, ray_cluster):
+    runs = tmp_path / "runs"
+    lines: list[str] = []
+    grid = threading.Thread(target=run_grid, args=(data_dir, runs, TWO_RUNS),
+                            kwargs=dict(epochs=5, device="cpu", engine="ray", log=lines.append, **SMALL))
+    grid.start()
+    killed = False
+    while grid.is_alive() and not killed:
+        if _epochs_done(runs, "ssr-bpm") >= 2:
+            for process in _training_workers():
+                process.send_signal(signal.SIGKILL)
+                killed = True
+        time.sleep(0.01)
+    grid.join()
+    assert killed
+    assert _states(runs) == {"ssr-bpm": "done", "ssr-tag": "done"}
+    assert all(_epochs_done(runs, name) == 5 for name in ("ssr-bpm", "ssr-tag"))
+    assert "resumed after epoch" in (runs / "ssr-bpm" / "train.log").read_text()
+    assert sum("exported to" in line for line in lines) == 2
+
+
+def test_ray_grid_resumes_after_the_driver_is_killed(data_dir, tmp_path, ray_cluster):
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "mtlmusic_training.cli", "grid", str(data_dir), str(runs),
+               "--runs", ",".join(map(str, TWO_RUNS)), "--epochs", "5", "--device", "cpu", "--batch-size", "8",
+               "--iterations-per-epoch", "6", "--engine", "ray", "--address", ray_cluster]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while max(_epochs_done(runs, "ssr-bpm"), _epochs_done(runs, "ssr-tag")) < 2 and time.monotonic() < deadline:
+        assert driver.poll() is None, driver.stderr.read().decode()
+        time.sleep(0.02)
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 60  # Ray stops the tasks of a driver that died
+    while "running" in _states(runs).values() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "interrupted" in _states(runs).values()
+
+    result = CliRunner().invoke(app, ["grid", str(data_dir), str(runs), "--runs", ",".join(map(str, TWO_RUNS)),
+                                      "--epochs", "5", "--device", "cpu", "--batch-size", "8",
+                                      "--iterations-per-epoch", "6", "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert _states(runs) == {"ssr-bpm": "done", "ssr-tag": "done"}
+    logs = [(runs / name / "train.log").read_text() for name in ("ssr-bpm", "ssr-tag")]
+    assert any("resumed after epoch" in log for log in logs)
