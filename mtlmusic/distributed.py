@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import socket
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -60,12 +61,25 @@ def connect(address: str | None = None):
     """
     ray = require_ray()
     if not ray.is_initialized():
+        _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, configure_logging=False,
                      log_to_driver=False)
         except ConnectionError as err:
             raise ConfigError(f"Cannot reach the Ray cluster at {address}: {err}") from err
     return ray
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (Ray itself would retry for minutes)."""
+    if not address or "://" in address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"Cannot reach the Ray cluster at {address}: {err}. Is `ray start --head` "
+                          "running there, and is the port open?") from err
 
 
 # --- worker side -------------------------------------------------------------------------------

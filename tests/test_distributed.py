@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -127,3 +128,13 @@ def test_without_ray_the_engine_says_how_to_install_it(clips, model_file, tmp_pa
                                       "--engine", "ray", "-q"])
     assert result.exit_code == 2
     assert "pip install 'mtlmusic[ray]'" in " ".join(result.output.split())
+
+
+def test_an_unreachable_cluster_fails_fast(clips, model_file, tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "mtlmusic.cli", "extract", str(clips), "-o", str(tmp_path / "f.npy"),
+                             "-m", str(model_file), "--engine", "ray", "--address", "127.0.0.1:9", "-q"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Cannot reach the Ray cluster at 127.0.0.1:9" in " ".join(result.stderr.split())
+    assert time.monotonic() - started < 60 and not (tmp_path / "f.npy").exists()
