@@ -122,6 +122,18 @@ def test_command_line_with_a_list_of_files(clips, model_file, one_machine, tmp_p
     _same_rows(out, one_machine)
 
 
+def test_slice_rows_and_per_file_outputs(clips, model_file, tmp_path, ray_cluster):
+    model = mtlmusic.load_model(model_file, device="cpu")
+    run_job(model, [clips / "a"], output=tmp_path / "one.npz", per_file=tmp_path / "one", slices=True)
+    extract_on_ray(model, clips / "a", tmp_path / "ray.npz", per_file=tmp_path / "ray", slices=True, files_per_task=5)
+    a, b = read_features(tmp_path / "one.npz"), read_features(tmp_path / "ray.npz")
+    assert a.paths == b.paths and np.array_equal(a.times, b.times)
+    assert np.allclose(a.features, b.features, atol=1e-5)
+    written = sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*.npz"))
+    assert written == sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.npz"))
+    assert len(written) == 15
+
+
 def test_without_ray_the_engine_says_how_to_install_it(clips, model_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     result = CliRunner().invoke(app, ["extract", str(clips), "-o", str(tmp_path / "f.npy"), "-m", str(model_file),
