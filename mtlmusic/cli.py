@@ -239,13 +239,6 @@ def evaluate_command(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
     workers: int = typer.Option(_default_workers(), help="Decoding processes beside the network (0: none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    files_from: Optional[Path] = typer.Option(None, "--files-from",
-                                              help="Also extract the files listed here: one path per line, "
-                                                   "or a .csv with a 'path' column."),
-    engine: str = typer.Option("local", help="local (this machine) or ray (a Ray cluster; pip install 'mtlmusic[ray]')."),
-    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster, e.g. 'auto' or "
-                                                     "'ray://head:10001' (default: RAY_ADDRESS, else a local cluster)."),
-    files_per_task: int = typer.Option(32, help="With --engine ray: files per Ray task."),
 ) -> None:
     """Score a model, feature file or baseline on a dataset: mean and 95% interval over 50 splits.
 
