@@ -178,8 +178,8 @@ def ray_extract_files(model: Model, paths: Iterable[str | os.PathLike], workers:
                 continue
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             results = [TrackResult(Path(absolute[indices[0]]),
-                                   error=f"{originals[indices[0]]}: the worker died extracting it "
-                                         f"({max_retries + 1} times): {reason}")]
+                                   error=f"{originals[indices[0]]}: the worker died each time it extracted "
+                                         f"this file: {reason}")]
         for index, result in zip(indices, results):
             result.path = originals[index]
             yield result

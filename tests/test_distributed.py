@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 import mtlmusic
 from mtlmusic.cli import app
-from mtlmusic.distributed import extract_on_ray
+from mtlmusic.distributed import extract_on_ray, ray_extract_files
 from mtlmusic.io import read_features
 from mtlmusic.jobs import run_job
 from samples import tone
@@ -91,6 +92,24 @@ def test_a_killed_worker_loses_and_duplicates_nothing(clips, model_file, one_mac
     summary = outcome["summary"]
     assert [path for path, _ in summary.failures] == [path for path, _ in one_machine[1].failures]
     assert summary.extracted == 30
+
+
+def test_a_task_out_of_retries_is_split_into_one_task_per_file(clips, model_file, one_machine, tmp_path,
+                                                                ray_cluster):
+    out = tmp_path / "feats.npy"
+    engine = functools.partial(ray_extract_files, files_per_task=6, max_retries=0)
+    model = mtlmusic.load_model(model_file, device="cpu")
+    job = threading.Thread(target=run_job, args=(model, [clips]), kwargs=dict(output=out, extract=engine))
+    job.start()
+    killed = 0
+    while job.is_alive() and not killed:
+        for process in _extraction_workers():
+            process.send_signal(signal.SIGKILL)
+            killed += 1
+        time.sleep(0.005)
+    job.join()
+    assert killed
+    _same_rows(out, one_machine)
 
 
 def test_an_interrupted_run_resumes_without_redoing_finished_shards(clips, model_file, one_machine, tmp_path,
