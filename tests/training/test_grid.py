@@ -93,3 +93,9 @@ def test_ray_grid_resumes_after_the_driver_is_killed(data_dir, tmp_path, ray_clu
     assert _states(runs) == {"ssr-bpm": "done", "ssr-tag": "done"}
     logs = [(runs / name / "train.log").read_text() for name in ("ssr-bpm", "ssr-tag")]
     assert any("resumed after epoch" in log for log in logs)
+
+
+def test_without_ray_the_grid_says_how_to_install_it(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = CliRunner().invoke(app, ["grid", str(data_dir), str(tmp_path / "runs"), "--runs", "1", "--engine", "ray"])
+    assert result.exit_code == 2 and "pip install 'mtlmusic[ray]'" in result.output
