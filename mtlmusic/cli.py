@@ -37,7 +37,8 @@ def _default_workers() -> int:
 def extract(
     inputs: Optional[list[Path]] = typer.Argument(None, help="Audio files and/or folders (searched recursively)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Feature file: .npy (+ .npy.json sidecar), .npz, .csv or .parquet."),
+                                          help="Feature file: .npy (+ .npy.json sidecar), .npz, .csv or .parquet; "
+                                               "or a folder (no extension): a Parquet dataset for huge collections."),
     per_file: Optional[Path] = typer.Option(None, "--per-file", help="Also write one .npy per input, mirroring the tree."),
     model_name: str = typer.Option("default", "--model", "-m", help="Model name or .safetensors file."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),

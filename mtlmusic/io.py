@@ -14,6 +14,11 @@ format        layout
               and ``meta`` (a JSON string)
 ``.csv``      header ``path[,time],<feature names>``, one row per track/slice
 ``.parquet``  the same columns as the CSV (needs ``pyarrow``)
+folder        a *feature dataset* for very large collections: Parquet parts
+              (``part-000000.parquet``...), each written atomically as the
+              job goes, and ``_manifest.json`` (model, feature names, parts,
+              whether the job is complete); readable by pandas, Spark or
+              DuckDB as a Parquet dataset, and by :func:`read_features`
 ============  ===========================================================
 
 Examples
@@ -58,12 +63,45 @@ class FeatureTable:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+#: Name of a feature dataset's manifest.
+MANIFEST = "_manifest.json"  # "_" first: Parquet readers skip it when reading the folder
+
+
+def is_dataset(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a feature dataset (a folder): it has no extension, or is an existing folder."""
+    path = Path(path)
+    return path.is_dir() or path.suffix == ""
+
+
 def check_format(path: str | os.PathLike) -> str:
-    """The format (extension) of an output path; raises :class:`~mtlmusic.errors.ConfigError` if unsupported."""
+    """The format of an output path: its extension, or ``""`` for a feature dataset (a folder).
+
+    Raises :class:`~mtlmusic.errors.ConfigError` for an unsupported extension.
+    """
+    if is_dataset(path):
+        return ""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ConfigError(f"Cannot write features to {path}: use one of the extensions {', '.join(FORMATS)}.")
+        raise ConfigError(f"Cannot write features to {path}: use one of the extensions {', '.join(FORMATS)}, "
+                          "or a folder name without extension for a feature dataset.")
     return suffix
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a feature dataset; raises :class:`~mtlmusic.errors.ConfigError` when there is none."""
+    path = Path(folder) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder} is not a feature dataset: it has no {MANIFEST}.") from None
+    except (OSError, ValueError) as err:
+        raise MtlmusicError(f"{path} cannot be read: {err}") from err
+
+
+def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Write a feature dataset's manifest atomically."""
+    with atomic_path(Path(folder) / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -173,9 +211,11 @@ def write_features(path: str | os.PathLike, features: np.ndarray, paths: Sequenc
 
 
 def read_features(path: str | os.PathLike) -> FeatureTable:
-    """Read a feature table written by :func:`write_features` (any of its formats)."""
+    """Read a feature table written by :func:`write_features` (any of its formats), or a whole feature dataset."""
     suffix = check_format(path)
     path = Path(path)
+    if suffix == "":
+        return _read_dataset(path)
     if not path.is_file():
         raise MtlmusicError(f"{path}: no such feature file.")
     if suffix == ".npy":
@@ -210,6 +250,19 @@ def read_features(path: str | os.PathLike) -> FeatureTable:
     if table.features.shape[0] != len(table.paths):
         raise MtlmusicError(f"{path}: {table.features.shape[0]} rows but {len(table.paths)} paths; the file is damaged.")
     return table
+
+
+def _read_dataset(folder: Path) -> FeatureTable:
+    """The parts of a feature dataset, in order, as one table (``meta["complete"]`` says if the job finished)."""
+    manifest = read_manifest(folder)
+    parts = [read_features(part) for part in sorted(folder.glob("part-*.parquet"))]
+    names = manifest["feature_names"]
+    if not parts:
+        return FeatureTable(np.zeros((0, len(names)), np.float32), [], names, None,
+                            {**manifest["meta"], "complete": manifest["complete"]})
+    times = np.concatenate([p.times for p in parts]) if parts[0].times is not None else None
+    return FeatureTable(np.concatenate([p.features for p in parts]), [x for p in parts for x in p.paths],
+                        names, times, {**manifest["meta"], "complete": manifest["complete"]})
 
 
 def _pyarrow():

@@ -33,7 +33,7 @@ import numpy as np
 from . import __version__
 from .batch import TrackResult, extract_files, find_audio_files
 from .errors import ConfigError, MtlmusicError
-from .io import atomic_path, check_format, read_features, write_features
+from .io import atomic_path, check_format, read_features, read_manifest, write_features, write_manifest
 from .model import Model
 
 #: Longest time between two checkpoints, in seconds.
@@ -163,17 +163,12 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
                           + (f" matching {pattern!r}" if pattern else "") + ".")
     meta = {"model": model.name or model.config.get("path"), "architecture": model.architecture,
             "sources": list(model.sources), "slices": slices, "mtlmusic_version": __version__}
-    rows, parts, todo = _Rows(), None, set(paths)
+    columns = _column_names(model, slices)
+    sink, todo = None, set(paths)
     if output is not None:
-        output = Path(output)
-        check_format(output)
-        parts = output.parent / f".{output.name}.parts"
-        _check_writable(output.parent)
-        if overwrite:
-            shutil.rmtree(parts, ignore_errors=True)
-        else:
-            _load_previous(output, parts, meta, rows)
-        todo = {p for p in paths if str(p) not in rows.rows}
+        sink_type = _DatasetSink if check_format(output) == "" else _FileSink
+        sink = sink_type(Path(output), columns, meta, slices, overwrite)
+        todo = {p for p in paths if str(p) not in sink.done}
     targets = per_file_targets(inputs, paths, Path(per_file), slices) if per_file is not None else {}
     if targets:
         _check_writable(Path(per_file))
@@ -183,33 +178,114 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
         on_start(len(ordered_todo))
 
     summary = JobSummary(total=len(paths), skipped=len(paths) - len(ordered_todo), extracted=0)
-    shard: list[TrackResult] = []
-    last_shard = time.monotonic()
+    last_checkpoint = time.monotonic()
     for result in extract(model, ordered_todo, workers=workers, keep_slices=slices):
         if result.ok:
             summary.extracted += 1
             summary.audio_seconds += result.seconds
             if result.path in targets and (overwrite or not targets[result.path].exists()):
                 _write_one(targets[result.path], result, slices)
-            if parts is not None:
-                rows.add_result(result, slices)
-                shard.append(result)
+            if sink is not None and str(result.path) not in sink.done:
+                sink.add(result)
         else:
             summary.failures.append((str(result.path), result.error))
         if on_result:
             on_result(result)
-        if parts is not None and shard and (len(shard) >= checkpoint_every or time.monotonic() - last_shard > SHARD_SECONDS):
-            _write_shard(parts, shard, _column_names(model, slices), meta, slices)
-            shard, last_shard = [], time.monotonic()
+        if sink is not None and (len(sink.pending) >= checkpoint_every
+                                 or time.monotonic() - last_checkpoint > SHARD_SECONDS):
+            sink.checkpoint()
+            last_checkpoint = time.monotonic()
 
-    if output is not None:
-        columns = _column_names(model, slices)
-        features, row_paths, times = rows.table([str(p) for p in paths], len(columns))
-        write_features(output, features, row_paths, columns, times, meta)
-        shutil.rmtree(parts, ignore_errors=True)
+    if sink is not None:
+        sink.finish([str(p) for p in paths])
     summary.failures_file = _write_failures(output, per_file, summary.failures)
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+class _FileSink:
+    """One feature file: rows kept in memory, checkpointed in shards in ``.OUT.parts/``, written at the end."""
+
+    def __init__(self, output: Path, columns: list[str], meta: dict, slices: bool, overwrite: bool):
+        self.output, self.columns, self.meta, self.slices = output, columns, meta, slices
+        self.parts = output.parent / f".{output.name}.parts"
+        _check_writable(output.parent)
+        self.rows = _Rows()
+        if overwrite:
+            shutil.rmtree(self.parts, ignore_errors=True)
+        else:
+            _load_previous(output, self.parts, meta, self.rows)
+        self.done = set(self.rows.rows)
+        self.pending: list[TrackResult] = []
+
+    def add(self, result: TrackResult) -> None:
+        self.rows.add_result(result, self.slices)
+        self.done.add(str(result.path))
+        self.pending.append(result)
+
+    def checkpoint(self) -> None:
+        if self.pending:
+            index = len(list(self.parts.glob("shard-*.npz"))) if self.parts.is_dir() else 0
+            _write_results(self.parts / f"shard-{index:06d}.npz", self.pending, self.columns, self.meta, self.slices)
+            self.pending = []
+
+    def finish(self, order: list[str]) -> None:
+        features, row_paths, times = self.rows.table(order, len(self.columns))
+        write_features(self.output, features, row_paths, self.columns, times, self.meta)
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+
+class _DatasetSink:
+    """A feature dataset (see :mod:`mtlmusic.io`): a Parquet part per checkpoint, a manifest at the start and end.
+
+    Each part is written atomically, so every part in the folder is complete and a
+    rerun skips the tracks it holds. Nothing is kept in memory but the paths already
+    done, and nothing is assembled at the end, so the collection may be as large as
+    the disk allows. Rows are in the order they were extracted.
+    """
+
+    def __init__(self, folder: Path, columns: list[str], meta: dict, slices: bool, overwrite: bool):
+        self.folder, self.columns, self.meta, self.slices = folder, columns, meta, slices
+        self.parts: list[dict] = []
+        self.done: set[str] = set()
+        self.pending: list[TrackResult] = []
+        if folder.exists() and any(folder.iterdir()):
+            previous = read_manifest(folder).get("meta", {})
+            if overwrite:
+                for part in folder.glob("part-*.parquet"):
+                    part.unlink()
+            elif not _same_job(previous, meta):
+                raise ConfigError(f"{folder} holds features of another model or layout "
+                                  f"({previous.get('model')}, slices={previous.get('slices')}); "
+                                  "pass --overwrite to replace it, or choose another output folder.")
+            for part in sorted(folder.glob("part-*.parquet")):
+                table = read_features(part)
+                self.parts.append({"file": part.name, "tracks": len(set(table.paths)), "rows": len(table.paths)})
+                self.done.update(table.paths)
+        _check_writable(folder)
+        self._write_manifest(complete=False)
+
+    def add(self, result: TrackResult) -> None:
+        self.done.add(str(result.path))
+        self.pending.append(result)
+
+    def checkpoint(self) -> None:
+        if self.pending:
+            index = int(self.parts[-1]["file"][5:11]) + 1 if self.parts else 0
+            name = f"part-{index:06d}.parquet"
+            rows = _write_results(self.folder / name, self.pending, self.columns, self.meta, self.slices)
+            self.parts.append({"file": name, "tracks": len(self.pending), "rows": rows})
+            self.pending = []
+
+    def finish(self, order: list[str]) -> None:
+        self.checkpoint()
+        self._write_manifest(complete=True)
+
+    def _write_manifest(self, complete: bool) -> None:
+        write_manifest(self.folder, {"format": "mtlmusic feature dataset", "version": 1, "complete": complete,
+                                     "meta": self.meta, "tracks": sum(p["tracks"] for p in self.parts),
+                                     "rows": sum(p["rows"] for p in self.parts), "parts": self.parts,
+                                     "feature_names": self.columns})
 
 
 def _column_names(model: Model, slices: bool) -> list[str]:
@@ -252,13 +328,14 @@ def _same_job(previous: dict, current: dict) -> bool:
     return all(previous.get(k) == current.get(k) for k in keys)
 
 
-def _write_shard(parts: Path, results: list[TrackResult], columns: list[str], meta: dict, slices: bool) -> None:
-    shard_rows = _Rows()
+def _write_results(path: Path, results: list[TrackResult], columns: list[str], meta: dict, slices: bool) -> int:
+    """Write the rows of ``results`` as one feature file; returns the number of rows."""
+    rows = _Rows()
     for result in results:
-        shard_rows.add_result(result, slices)
-    features, row_paths, times = shard_rows.table([], len(columns))
-    index = len(list(parts.glob("shard-*.npz"))) if parts.is_dir() else 0
-    write_features(parts / f"shard-{index:06d}.npz", features, row_paths, columns, times, meta)
+        rows.add_result(result, slices)
+    features, row_paths, times = rows.table([], len(columns))
+    write_features(path, features, row_paths, columns, times, meta)
+    return len(row_paths)
 
 
 def _write_one(target: Path, result: TrackResult, slices: bool) -> None:

@@ -112,9 +112,10 @@ def test_a_task_out_of_retries_is_split_into_one_task_per_file(clips, model_file
     _same_rows(out, one_machine)
 
 
+@pytest.mark.parametrize("name", ["feats.npy", "dataset"])
 def test_an_interrupted_run_resumes_without_redoing_finished_shards(clips, model_file, one_machine, tmp_path,
-                                                                   ray_cluster):
-    out = tmp_path / "feats.npy"
+                                                                   ray_cluster, name):
+    out = tmp_path / name
     seen = []
 
     def interrupt_after_twelve(result):
@@ -125,10 +126,19 @@ def test_an_interrupted_run_resumes_without_redoing_finished_shards(clips, model
     with pytest.raises(KeyboardInterrupt):
         extract_on_ray(str(model_file), clips, out, files_per_task=2, checkpoint_every=4,
                                             on_result=interrupt_after_twelve)
-    assert not out.exists() and len(list((tmp_path / ".feats.npy.parts").glob("shard-*.npz"))) >= 2
+    if name == "dataset":
+        assert not read_features(out).meta["complete"] and len(list(out.glob("part-*.parquet"))) >= 2
+    else:
+        assert not out.exists() and len(list((tmp_path / ".feats.npy.parts").glob("shard-*.npz"))) >= 2
     summary = extract_on_ray(str(model_file), clips, out, files_per_task=2)
     assert summary.skipped >= 8 and summary.skipped + summary.extracted + len(summary.failures) == 31
-    _same_rows(out, one_machine)
+    if name == "dataset":
+        table, reference = read_features(out), one_machine[0]
+        assert table.meta["complete"] and sorted(table.paths) == sorted(reference.paths)
+        order = [table.paths.index(p) for p in reference.paths]
+        assert np.allclose(table.features[order], reference.features, atol=1e-5)
+    else:
+        _same_rows(out, one_machine)
 
 
 def test_command_line_with_a_list_of_files(clips, model_file, one_machine, tmp_path, ray_cluster):

@@ -187,3 +187,49 @@ def test_models_and_info(model_file):
     config = __import__("json").loads(info.output)
     assert config["architecture"] == "MS-CR@2" and config["dim"] == 1536
     assert runner.invoke(app, ["info", "no-such-model"]).exit_code == 2
+
+
+def test_feature_dataset_folder(collection, model_file, tmp_path):
+    """-o FOLDER: Parquet parts and a manifest; same rows as a feature file; readable by pandas; resumed by part."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    single = tmp_path / "feats.npz"
+    run(str(collection), "-o", str(single), "-m", str(model_file), "--workers", "0", "-q")
+    dataset = tmp_path / "dataset"
+    result = run(str(collection), "-o", str(dataset), "-m", str(model_file), "--workers", "0", "-q",
+                 "--checkpoint-every", "2")
+    assert result.exit_code == 1  # broken.mp3
+    assert sorted(p.name for p in dataset.iterdir()) == ["_manifest.json", "part-000000.parquet", "part-000001.parquet"]
+    table, reference = read_features(dataset), read_features(single)
+    assert table.meta["complete"] and sorted(table.paths) == sorted(reference.paths)
+    order = [table.paths.index(p) for p in reference.paths]
+    assert np.array_equal(table.features[order], reference.features)
+    frame = pd.read_parquet(dataset)
+    assert sorted(frame["path"]) == sorted(reference.paths) and frame.shape[1] == 1 + reference.features.shape[1]
+
+    (dataset / "part-000001.parquet").unlink()  # as if the job had stopped after its first part
+    again = run(str(collection), "-o", str(dataset), "-m", str(model_file), "--workers", "0", "-q")
+    assert "2 extracted, 2 already done" in again.output
+    assert sorted(read_features(dataset).paths) == sorted(reference.paths)
+
+
+def test_feature_dataset_refuses_other_folders_and_models(collection, model_file, tmp_path):
+    from mtlmusic.architectures import build_network
+    from mtlmusic.frontend import Scaler
+    from mtlmusic.modelfile import save_model_file
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"jpeg")
+    result = run(str(collection / "rock"), "-o", str(folder), "-m", str(model_file), "-q", "--workers", "0")
+    assert result.exit_code == 2 and "not a feature dataset" in result.output
+    assert [p.name for p in folder.iterdir()] == ["holiday.jpg"]
+
+    dataset = tmp_path / "dataset"
+    assert run(str(collection / "rock"), "-o", str(dataset), "-m", str(model_file), "-q", "--workers", "0").exit_code == 0
+    other = tmp_path / "ssr-bpm.safetensors"
+    save_model_file(other, build_network("SS-R", ["bpm"]), Scaler.identity(), name="ssr-bpm")
+    result = run(str(collection / "rock"), "-o", str(dataset), "-m", str(other), "-q")
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert run(str(collection / "rock"), "-o", str(dataset), "-m", str(other), "-q", "--overwrite").exit_code == 0
+    assert read_features(dataset).meta["model"] == "ssr-bpm"

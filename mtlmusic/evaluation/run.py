@@ -82,7 +82,7 @@ from mtlmusic.evaluation.protocols import (
     evaluate_regression,
 )
 from mtlmusic.frontend import N_MELS, Scaler, mel_power, power_to_db
-from mtlmusic.io import FORMATS, read_features, write_features
+from mtlmusic.io import FORMATS, MANIFEST, read_features, write_features
 from mtlmusic.model import Model
 from mtlmusic.modelfile import read_config, tensors_sha256
 
@@ -356,7 +356,10 @@ def _extractor(source, key: str | None, device: str | None, workers: int) -> _Ex
 
 
 def _is_feature_file(source) -> bool:
-    return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in FORMATS
+    """A feature file, or a feature dataset folder (see :mod:`mtlmusic.io`)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    return Path(source).suffix.lower() in FORMATS or (Path(source) / MANIFEST).is_file()
 
 
 # ---------------------------------------------------------------------------------------------
