@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import warnings
@@ -81,6 +82,23 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], pattern: str | None = 
     return list(found)
 
 
+def keep_freed_memory() -> None:
+    """Make glibc's malloc keep freed blocks of up to 32 MB for reuse (Linux; a no-op elsewhere).
+
+    The front end and the network allocate and free blocks of megabytes for
+    every file and forward pass. By default glibc hands such blocks back to the
+    system and faults them in again at the next use, which costs up to a third
+    of the network's time on the CPU. This sets ``M_MMAP_THRESHOLD`` (32 MB) and
+    ``M_TRIM_THRESHOLD`` (256 MB) for the whole process.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 # --- worker side -------------------------------------------------------------------------------
 
 _worker_scaler: Scaler | None = None
@@ -89,6 +107,7 @@ _worker_scaler: Scaler | None = None
 def _init_worker(mean: np.ndarray, std: np.ndarray) -> None:
     global _worker_scaler
     torch.set_num_threads(1)
+    keep_freed_memory()
     _worker_scaler = Scaler(torch.from_numpy(mean), torch.from_numpy(std))
 
 
@@ -107,7 +126,8 @@ def _prepare(path: Path, scaler: Scaler | None = None) -> tuple[str, object, flo
             seconds = info.duration
             if not seconds <= LONG_AUDIO_SECONDS:
                 return "long", None, seconds, []
-            slices = torch.cat(list(track_slices(info, scaler=scaler, chunk_slices=1 << 20)))
+            chunks = list(track_slices(info, scaler=scaler, chunk_slices=1 << 20))
+            slices = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
             outcome: tuple[str, object] = ("slices", slices.numpy())
         except MtlmusicError as err:
             outcome = ("error", str(err))
@@ -189,6 +209,7 @@ def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int
     """
     paths = [Path(p) for p in paths]
     scaler = model.scaler_cpu
+    keep_freed_memory()
     if workers <= 0:
         yield from _ordered(model, paths, keep_slices,
                             ((i, _prepare(path, scaler)) for i, path in enumerate(paths)))
@@ -202,19 +223,26 @@ def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int
 def _shared_work(pool: ProcessPoolExecutor, paths: list[Path], scaler: Scaler,
                  window: int) -> Iterator[tuple[int, tuple]]:
     """Prepared tracks ``(index, outcome)``: the workers take files from the front of the list, and
-    while the next one is not ready this process prepares one from the back instead of waiting."""
+    while the next one is not ready this process prepares one from the back instead of waiting
+    (at the end, one that no worker has started yet)."""
     pending: deque[tuple[int, Future]] = deque()
-    front, back = 0, len(paths)  # paths[front:back] are not started yet
+    front, back = 0, len(paths)  # paths[front:back] are not submitted yet
     while pending or front < back:
         while len(pending) < window and front < back:
             pending.append((front, pool.submit(_prepare, paths[front])))
             front += 1
-        if pending and (pending[0][1].done() or front >= back):
+        if pending[0][1].done():
             index, future = pending.popleft()
             yield index, future.result()
-        else:
+        elif front < back:
             back -= 1
             yield back, _prepare(paths[back], scaler)
+        elif pending[-1][1].cancel():
+            index, _ = pending.pop()
+            yield index, _prepare(paths[index], scaler)
+        else:
+            index, future = pending.popleft()
+            yield index, future.result()
 
 
 def _ordered(model: Model, paths: list[Path], keep_slices: bool,

@@ -31,7 +31,7 @@ from .architectures import MultiTaskNetwork
 from .errors import AudioError, ConfigError
 from .frontend import Scaler, slice_start_times, track_slices
 from .modelfile import feature_names, load_model_file, save_model_file
-from .nets import fold_batchnorm
+from .nets import fold_batchnorm, use_elementwise_pooling
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ class RunningStats:
 def default_device() -> str:
     """``"cuda"`` when a CUDA device is available, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+#: Slices per forward pass of the network on the CPU (see :meth:`Model.slice_features`).
+CPU_FORWARD_SLICES = 32
 
 
 class Model:
@@ -153,16 +157,25 @@ class Model:
         self.device = torch.device(device)
         self.network.to(self.device)
         self.scaler = Scaler(self.scaler.mean.to(self.device), self.scaler.std.to(self.device))
-        # Inference runs on a copy with BatchNorm folded into the layers before it, channels-last.
-        self._inference_network = fold_batchnorm(copy.deepcopy(self.network)).to(
-            self.device, memory_format=torch.channels_last)
+        # Inference runs on a copy with BatchNorm folded into the layers before it, channels-last
+        # (and, on the CPU, with max pooling as elementwise maxima).
+        network = fold_batchnorm(copy.deepcopy(self.network))
+        if self.device.type == "cpu":
+            use_elementwise_pooling(network)
+        self._inference_network = network.to(self.device, memory_format=torch.channels_last)
         return self
 
     @torch.inference_mode()
     def slice_features(self, slices: torch.Tensor) -> torch.Tensor:
-        """Representation of a batch of standardized slices: ``(n, 2, 216, 128) -> (n, d*m)`` float32."""
-        slices = slices.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
-        return self._inference_network.features(slices).float()
+        """Representation of a batch of standardized slices: ``(n, 2, 216, 128) -> (n, d*m)`` float32.
+
+        On the CPU the network runs on at most :data:`CPU_FORWARD_SLICES` slices at a
+        time, whatever the batch size: larger forward passes outgrow the cache.
+        """
+        step = CPU_FORWARD_SLICES if self.device.type == "cpu" else max(1, slices.shape[0])
+        return torch.cat([self._inference_network.features(
+            part.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)).float()
+            for part in slices.split(step)])
 
     def _slice_features(self, source, sr: int | None):
         """Yield the network's representation of each chunk of slices of one track."""

@@ -28,7 +28,11 @@ STAGE_NAMES = ("block1", "block2", "block3", "block4", "block5", "block6a", "blo
 
 
 class ConvBlock(nn.Module):
-    """Conv2d (same padding) -> BatchNorm2d -> ReLU -> optional 2x2 max pooling."""
+    """Conv2d (same padding) -> BatchNorm2d -> ReLU -> optional 2x2 max pooling.
+
+    The ReLU is applied after the pooling, on a quarter of the values: max
+    pooling and ReLU commute, so the result is the same.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int,
                  stride: tuple[int, int] = (1, 1), pool: bool = True):
@@ -38,7 +42,16 @@ class ConvBlock(nn.Module):
         self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(torch.relu_(self.bn(self.conv(x))))
+        return torch.relu_(self.pool(self.bn(self.conv(x))))
+
+
+class MaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2)`` as two elementwise maxima (row pairs, then column pairs): the same values, faster on CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+        rows = torch.maximum(x[:, :, 0:height:2, :width], x[:, :, 1:height:2, :width])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
 
 
 class GlobalAveragePool(nn.Module):
@@ -125,6 +138,23 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
             layer.conv, layer.bn = fuse_conv_bn_eval(layer.conv.eval(), layer.bn.eval()), nn.Identity()
         elif isinstance(layer, FeatureLayer) and isinstance(layer.bn, nn.BatchNorm1d):
             layer.linear, layer.bn = fuse_linear_bn_eval(layer.linear.eval(), layer.bn.eval()), nn.Identity()
+    return module
+
+
+def use_elementwise_pooling(module: nn.Module) -> nn.Module:
+    """Replace the ``MaxPool2d(2)`` of every :class:`ConvBlock` by :class:`MaxPool2x2`, in place; returns ``module``.
+
+    For CPU inference (the gradients differ where values tie).
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(*feature_stages()).eval()
+    >>> x = torch.randn(2, 2, 216, 128)
+    >>> torch.equal(net(x), use_elementwise_pooling(net)(x))
+    True
+    """
+    for layer in module.modules():
+        if isinstance(layer, ConvBlock) and isinstance(layer.pool, nn.MaxPool2d):
+            layer.pool = MaxPool2x2()
     return module
 
 

@@ -63,6 +63,13 @@ def test_same_output_whatever_the_batch(model_file):
     assert np.allclose(small.extract(REAL_MUSIC), large.extract(REAL_MUSIC), atol=1e-5)
 
 
+def test_forward_passes_in_parts_equal_the_eager_network(model):
+    x = torch.randn(40, 2, 216, 128)  # more than CPU_FORWARD_SLICES
+    with torch.no_grad():
+        expected = model.network.eval().features(x)
+    assert torch.allclose(model.slice_features(x), expected, atol=1e-4)
+
+
 def test_file_and_array_agree(model):
     y, sr = sf.read(REAL_MUSIC, dtype="float32")
     assert np.allclose(model.extract(y.T, sr=sr), model.extract(REAL_MUSIC), atol=1e-5)

@@ -39,6 +39,13 @@ def test_filters_are_librosa_slaney():
     assert np.allclose(mel_filters(), librosa.filters.mel(sr=22050, n_fft=1024, n_mels=128))
 
 
+def test_band_groups_equal_the_full_filter_product():
+    y = torch.from_numpy(tone(2.0, 22050).T.copy())
+    spec = torch.stft(y, 1024, 256, window=torch.hann_window(1024), center=False, return_complex=True)
+    full = spec.abs().square().transpose(1, 2) @ torch.from_numpy(mel_filters()).T
+    assert torch.allclose(frontend.MelSpectrogram()(y), full, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("n", [1, 255, 256, 1023, 1024, 5000])
 def test_frame_count_is_centred(n):
     assert mel_power(np.ones((2, n), dtype=np.float32)).shape == (2, 1 + n // 256, 128)

@@ -8,7 +8,7 @@ import torch
 from mtlmusic import ConfigError
 from mtlmusic.architectures import (ARCHITECTURES, SOURCES, build_network, count_parameters, model_name,
                                     parse_model_name)
-from mtlmusic.nets import STAGE_NAMES, feature_stages
+from mtlmusic.nets import STAGE_NAMES, ConvBlock, MaxPool2x2, feature_stages, use_elementwise_pooling
 
 TABLE3_SHAPES = {
     "block1": (16, 54, 64), "block2": (32, 27, 32), "block3": (64, 13, 16), "block4": (64, 6, 8),
@@ -103,3 +103,18 @@ def test_bad_configs_are_refused():
         net(torch.zeros(2, 2, 216, 128), "self")
     with pytest.raises(ConfigError, match="no source"):
         net(torch.zeros(2, 2, 216, 128), "tag")
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 108, 128), (2, 64, 13, 16), (1, 4, 7, 5)])
+def test_elementwise_pooling_equals_max_pool(shape):
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2))
+
+
+def test_conv_block_pools_before_the_relu_with_the_same_result():
+    block = ConvBlock(2, 16, 5, stride=(2, 1)).eval()
+    x = torch.randn(2, 2, 216, 128)
+    with torch.no_grad():
+        expected = torch.nn.functional.max_pool2d(torch.relu(block.bn(block.conv(x))), 2)
+        assert torch.equal(block(x), expected)
+        assert torch.equal(use_elementwise_pooling(block)(x), expected)
