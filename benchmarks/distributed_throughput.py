@@ -93,7 +93,7 @@ def grid_benchmark(args) -> None:
                  log=lambda _: None, **config)
         distributed = time.perf_counter() - start
     print(f"{len(run_ids)} runs x {args.epochs} epochs x {args.iterations} batches of 48 "
-          f"(about {samples} training examples; self batches count double)")
+          f"(about {samples} training examples; wall time includes loading the data and validation)")
     print(f"one after the other, {args.cpus} threads: {single:7.1f} s ({samples / single:.0f} samples/s)")
     print(f"Ray tasks of 1 CPU on {args.cpus} CPUs:  {distributed:7.1f} s ({samples / distributed:.0f} samples/s; "
           f"ratio {single / distributed:.2f}x; cluster start-up {startup:.1f} s)")
