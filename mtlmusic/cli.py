@@ -56,6 +56,9 @@ def extract(
     address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster, e.g. 'auto' or "
                                                      "'ray://head:10001' (default: RAY_ADDRESS, else a local cluster)."),
     files_per_task: int = typer.Option(32, help="With --engine ray: files per Ray task."),
+    cpus_per_task: float = typer.Option(1.0, help="With --engine ray: CPUs each task asks for."),
+    gpus_per_task: Optional[float] = typer.Option(None, help="With --engine ray and --device cuda: GPUs each task "
+                                                             "asks for, e.g. 0.25 for four tasks per GPU (default 1)."),
 ) -> None:
     """Extract features of audio files and folders into one feature file and/or one file per input.
 
@@ -83,7 +86,7 @@ def extract(
 
             require_ray()
             extract_engine = partial(ray_extract_files, address=address, files_per_task=files_per_task,
-                                     device=device)
+                                     device=device, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
             device = "cpu"  # this process only sends the model; the workers run it
         elif engine == "local":
             extract_engine = extract_files

@@ -146,7 +146,7 @@ def test_command_line_with_a_list_of_files(clips, model_file, one_machine, tmp_p
     listing.write_text("".join(f"{path}\n" for path in one_machine[0].paths))
     out = tmp_path / "feats.npy"
     result = CliRunner().invoke(app, ["extract", "--files-from", str(listing), "-o", str(out), "-m", str(model_file),
-                                      "--engine", "ray", "--address", ray_cluster, "-q"])
+                                      "--engine", "ray", "--address", ray_cluster, "--cpus-per-task", "0.5", "-q"])
     assert result.exit_code == 0, result.output
     _same_rows(out, one_machine)
 
