@@ -71,14 +71,10 @@ def _extraction_workers() -> list[psutil.Process]:
     return found
 
 
-def test_a_killed_worker_loses_and_duplicates_nothing(clips, model_file, one_machine, tmp_path, ray_cluster):
-    out = tmp_path / "feats.npy"
+def _run_killing_a_worker(job, *args, **kwargs):
+    """``job(*args, **kwargs)`` in a thread while the first extraction worker seen running is killed; its result."""
     outcome = {}
-
-    def job():
-        outcome["summary"] = extract_on_ray(str(model_file), clips, out, files_per_task=3)
-
-    thread = threading.Thread(target=job)
+    thread = threading.Thread(target=lambda: outcome.update(result=job(*args, **kwargs)))
     thread.start()
     killed = 0
     while thread.is_alive() and not killed:
@@ -88,8 +84,13 @@ def test_a_killed_worker_loses_and_duplicates_nothing(clips, model_file, one_mac
         time.sleep(0.005)
     thread.join()
     assert killed, "no extraction worker was seen running"
+    return outcome["result"]
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(clips, model_file, one_machine, tmp_path, ray_cluster):
+    out = tmp_path / "feats.npy"
+    summary = _run_killing_a_worker(extract_on_ray, str(model_file), clips, out, files_per_task=3)
     _same_rows(out, one_machine)
-    summary = outcome["summary"]
     assert [path for path, _ in summary.failures] == [path for path, _ in one_machine[1].failures]
     assert summary.extracted == 30
 
@@ -99,17 +100,9 @@ def test_a_task_out_of_retries_is_split_into_one_task_per_file(clips, model_file
     out = tmp_path / "feats.npy"
     engine = functools.partial(ray_extract_files, files_per_task=6, max_retries=0)
     model = mtlmusic.load_model(model_file, device="cpu")
-    job = threading.Thread(target=run_job, args=(model, [clips]), kwargs=dict(output=out, extract=engine))
-    job.start()
-    killed = 0
-    while job.is_alive() and not killed:
-        for process in _extraction_workers():
-            process.send_signal(signal.SIGKILL)
-            killed += 1
-        time.sleep(0.005)
-    job.join()
-    assert killed
+    summary = _run_killing_a_worker(run_job, model, [clips], output=out, extract=engine)
     _same_rows(out, one_machine)
+    assert summary.extracted == 30
 
 
 @pytest.mark.parametrize("name", ["feats.npy", "dataset"])
