@@ -233,3 +233,21 @@ def test_feature_dataset_refuses_other_folders_and_models(collection, model_file
     assert result.exit_code == 2 and "--overwrite" in result.output
     assert run(str(collection / "rock"), "-o", str(dataset), "-m", str(other), "-q", "--overwrite").exit_code == 0
     assert read_features(dataset).meta["model"] == "ssr-bpm"
+
+
+def test_files_from_a_list(collection, model_file, tmp_path):
+    rock = collection / "rock"
+    listing = tmp_path / "files.csv"
+    listing.write_text(f"track_id,path\n1,{rock / 'a.mp3'}\n2,{tmp_path / 'missing.flac'}\n3,{collection / 'jazz'}\n")
+    out = tmp_path / "feats.npz"
+    result = run("--files-from", str(listing), str(rock / "live"), "-o", str(out), "-m", str(model_file),
+                 "--workers", "0", "-q")
+    assert result.exit_code == 1  # missing.flac and broken.mp3
+    assert sorted(Path(p).name for p in read_features(out).paths) == ["a.mp3", "b.flac", "c.wav", "d.ogg"]
+    failed = [line.split("\t")[0] for line in (tmp_path / "feats.npz.failures.tsv").read_text().splitlines()[1:]]
+    assert sorted(Path(p).name for p in failed) == ["broken.mp3", "missing.flac"]
+
+    (tmp_path / "empty.txt").write_text("# nothing yet\n\n")
+    for listing, message in ((tmp_path / "empty.txt", "No input"), (tmp_path / "absent.txt", "Cannot read the list")):
+        result = run("--files-from", str(listing), "-o", str(tmp_path / "x.npy"), "-m", str(model_file), "-q")
+        assert result.exit_code == 2 and message in " ".join(result.output.split())
