@@ -137,7 +137,10 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
                                                           "default: RAY_ADDRESS, else a local cluster)."),
          gpus_per_run: Optional[float] = typer.Option(None, help="With --engine ray: GPUs per run, e.g. 0.25 to "
                                                                  "train four runs per GPU (default: 1 on GPU clusters)."),
-         cpus_per_run: float = typer.Option(1.0, help="With --engine ray: CPUs per run.")) -> None:
+         cpus_per_run: float = typer.Option(1.0, help="With --engine ray: CPUs per run."),
+         device_memory_share: Optional[float] = typer.Option(
+             None, help="Share of the GPU's free memory a run may use (default: 1/parallel, or --gpus-per-run).")
+         ) -> None:
     """Train a range of the study's 90 networks, skipping finished ones and resuming interrupted ones.
 
     Exit code 1 when some runs failed (the others still finish; rerun to retry them).
@@ -149,6 +152,8 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
     config = {"batch_size": batch_size, "lr": lr}
     if iterations_per_epoch:
         config["iterations_per_epoch"] = iterations_per_epoch
+    if device_memory_share:
+        config["device_memory_share"] = device_memory_share
     try:
         run_grid(data, runs_dir, parse_range(runs, 90), epochs=epochs, device=device, seed=seed, parallel=parallel,
                  engine=engine, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,

@@ -194,11 +194,17 @@ def run_grid(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run_ids: 
              log=print, **config) -> None:
     """Train the runs ``run_ids`` of :func:`~mtlmusic_training.design.design_runs` (see module docs).
 
-    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields.
+    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields. Runs that
+    share a GPU (``parallel``, or a fraction in ``gpus_per_run``) keep the mel cache on it only
+    when it fits their share of its memory.
     Raises :class:`GridError` when some runs failed (after the others finished).
     """
     runs = {run.id: run for run in design_runs()}
     chosen = [runs[i] for i in run_ids]
+    if engine == "ray" and gpus_per_run is not None and 0 < gpus_per_run < 1:
+        config.setdefault("device_memory_share", gpus_per_run)
+    elif engine == "local" and parallel > 1:
+        config.setdefault("device_memory_share", 1 / parallel)
     if engine == "ray":
         failed = _run_on_ray(data_dir, runs_dir, chosen, epochs, device, seed, address, gpus_per_run,
                              cpus_per_run, log, config)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from mtlmusic.architectures import build_network, model_name
-from mtlmusic.frontend import SLICE_FRAMES, Scaler
+from mtlmusic.frontend import N_MELS, SLICE_FRAMES, Scaler
 from mtlmusic.io import atomic_path
 from mtlmusic.modelfile import save_model_file
 
@@ -65,6 +65,7 @@ class TrainConfig:
     iterations_per_epoch: int | None = None   # default: l x m
     valid_tracks: int = 512          # validation tracks per task (fixed crops)
     data_on_device: bool = True      # on CUDA, keep the whole mel cache on the GPU when it fits
+    device_memory_share: float = 1.0  # share of the GPU's free memory this run may use (runs sharing a GPU: less)
     amp: bool = True                 # bf16 autocast on CUDA
     channels_last: bool = True       # channels-last layout on CUDA
     head_sizes: dict[str, int] = field(default_factory=dict)
@@ -133,6 +134,26 @@ def load_training_data(data_dir: str | os.PathLike, sources: list[str],
     return TrainingData(cache, scaler, tasks)
 
 
+#: Part of a run's share of free GPU memory that the mel cache may take; the rest is for training itself.
+CACHE_MEMORY_FRACTION = 0.5
+
+
+def cache_fits(cache_bytes: int, free_bytes: int, share: float = 1.0) -> bool:
+    """Whether a mel cache of ``cache_bytes`` may be kept on a GPU with ``free_bytes`` free by a run entitled to
+    ``share`` of it (see :data:`CACHE_MEMORY_FRACTION`).
+
+    >>> cache_fits(10 << 30, 80 << 30), cache_fits(10 << 30, 80 << 30, share=0.25), cache_fits(50 << 30, 80 << 30)
+    (True, True, False)
+    """
+    return cache_bytes <= CACHE_MEMORY_FRACTION * share * free_bytes
+
+
+def cache_fits_on_device(cache: MelCache, device: torch.device, share: float) -> bool:
+    """:func:`cache_fits` for ``cache`` (float16 frames) on the CUDA ``device``, with its free memory now."""
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    return cache_fits(int(cache.n_frames.sum()) * 2 * N_MELS * 2, free_bytes, share)
+
+
 class _Crops:
     """Random crops of the cache as standardized ``(n, 2, 216, 128)`` tensors on the training device."""
 
@@ -142,7 +163,7 @@ class _Crops:
         self.scaler = Scaler(scaler.mean.to(device), scaler.std.to(device))
         self.n_frames = np.asarray(cache.n_frames)
         self.flat = None
-        if on_device and device.type == "cuda":
+        if on_device:
             self.flat, self.offsets, _ = cache.to_tensor(device)
 
     def random_starts(self, tracks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -155,6 +176,10 @@ class _Crops:
         else:
             x = torch.from_numpy(self.cache.crops(tracks, starts, SLICE_FRAMES)).to(self.device)
         return self.scaler(x.float())
+
+
+#: Config fields that may change when a run is resumed: they do not change what is learned.
+_RESUMABLE_CHANGES = ("epochs", "device", "data_on_device", "device_memory_share")
 
 
 class Trainer:
@@ -189,7 +214,12 @@ class Trainer:
             self.network = self.network.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.rng = np.random.default_rng(config.seed)
-        self.crops = _Crops(data.cache, data.scaler, self.device, config.data_on_device)
+        on_device = config.data_on_device and self.device.type == "cuda" and cache_fits_on_device(
+            data.cache, self.device, config.device_memory_share)
+        self.crops = _Crops(data.cache, data.scaler, self.device, on_device)
+        if self.device.type == "cuda":
+            self.log(f"{config.name}: crops cut from the mel cache " + (
+                "on the GPU" if on_device else "in host memory (it does not fit the GPU share of this run)"))
         self.sources = list(self.network.sources)
         train_tracks = np.unique(np.concatenate([data.tasks[s].train for s in self.sources]))
         self.iterations_per_epoch = config.iterations_per_epoch or (
@@ -325,8 +355,8 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "device")}
-        current = {k: v for k, v in asdict(self.config).items() if k not in ("epochs", "device")}
+        saved = {k: v for k, v in state["config"].items() if k not in _RESUMABLE_CHANGES}
+        current = {k: v for k, v in asdict(self.config).items() if k not in _RESUMABLE_CHANGES}
         if saved != current:
             raise ValueError(f"{self.checkpoint_path} belongs to another configuration; "
                              "use another run folder or delete it.")

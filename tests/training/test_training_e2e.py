@@ -52,7 +52,9 @@ def test_resume_is_exact(data_dir, tmp_path):
     straight = Trainer(_config("MS-CR@4", sources, epochs=3), data, tmp_path / "a", log=lambda _: None)
     straight.train()
     Trainer(_config("MS-CR@4", sources, epochs=2), data, tmp_path / "b", log=lambda _: None).train()
-    resumed = Trainer(_config("MS-CR@4", sources, epochs=3), data, tmp_path / "b", log=lambda _: None)
+    # Resumed elsewhere: another device memory share does not change what is learned.
+    resumed = Trainer(_config("MS-CR@4", sources, epochs=3, device_memory_share=0.25), data, tmp_path / "b",
+                      log=lambda _: None)
     assert resumed.epoch == 2
     resumed.train()
     a, b = straight.network.state_dict(), resumed.network.state_dict()
@@ -119,3 +121,13 @@ def test_command_line_steps(data_dir, tmp_path):
     result = runner.invoke(app, ["export", str(runs / "ssr-bpm"), str(data), "-o", str(tmp_path / "x.safetensors")])
     assert result.exit_code == 0, result.output
     assert mtlmusic.load_model(tmp_path / "x.safetensors").architecture == "SS-R"
+
+
+def test_the_mel_cache_goes_to_the_gpu_only_when_it_fits_the_runs_share():
+    from mtlmusic_training.trainer import cache_fits
+
+    gib = 1 << 30
+    assert cache_fits(30 * gib, 79 * gib)                  # one run: half of the free memory
+    assert not cache_fits(30 * gib, 79 * gib, share=0.25)   # four runs on the GPU: an eighth each
+    assert cache_fits(9 * gib, 79 * gib, share=0.25)
+    assert not cache_fits(264 * gib, 79 * gib)              # the study's whole cache: crops from host memory
