@@ -165,12 +165,24 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
 
 @app.command()
 def status(runs_dir: Path = typer.Argument(...),
-           all_runs: bool = typer.Option(False, "--all", help="Also list pending runs.")) -> None:
+           all_runs: bool = typer.Option(False, "--all", help="Also list pending runs."),
+           log: Optional[str] = typer.Option(None, "--log", help="Print this run's log instead (name or id)."),
+           tail: int = typer.Option(40, help="With --log: the last lines to print (0: all).")) -> None:
     """List the runs of the grid: done, running, failed, interrupted or pending, with their last log line."""
     import time
 
+    from .design import design_runs
     from .grid import run_status
 
+    if log is not None:
+        run = next((r for r in design_runs() if log in (r.name, str(r.id))), None)
+        if run is None:
+            typer.echo(f"error: no run {log!r} in the design (see mtlmusic-train design).", err=True)
+            raise typer.Exit(2)
+        path = runs_dir / run.name / "train.log"
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        typer.echo("\n".join(lines[-tail:] if tail else lines) if lines else f"{run.name}: no log yet ({path})")
+        return
     statuses = run_status(runs_dir)
     counts: dict[str, int] = {}
     for status in statuses:

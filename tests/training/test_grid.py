@@ -40,6 +40,9 @@ def test_a_failed_run_is_recorded_and_the_others_finish(data_dir, tmp_path):
     listing = CliRunner().invoke(app, ["status", str(runs)])
     assert "1 done, 1 failed, 88 pending" in listing.output
     assert "ssr-year" in listing.output and "failed:" in listing.output
+    log = CliRunner().invoke(app, ["status", str(runs), "--log", "ssr-year", "--tail", "0"])
+    assert log.exit_code == 0 and "Traceback" in log.output
+    assert CliRunner().invoke(app, ["status", str(runs), "--log", "no-such-run"]).exit_code == 2
 
 
 def _training_workers():
