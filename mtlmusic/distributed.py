@@ -29,6 +29,7 @@ import copy
 import functools
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -156,15 +157,18 @@ def ray_extract_files(model: Model, paths: Iterable[str | os.PathLike], workers:
 
     chunks = [list(range(i, min(i + files_per_task, len(absolute)))) for i in range(0, len(absolute), files_per_task)]
     chunks.reverse()  # popped from the end: submitted in input order
-    slots = max(1.0, ray.cluster_resources().get("GPU" if gpus_per_task else "CPU", 1.0))
-    window = max(2, int(2 * slots / max(gpus_per_task or cpus_per_task, 1e-3)))
     pending: dict = {}
+    window, window_checked = 2, -float("inf")
 
     def submit(indices: list[int], runner) -> None:
         ref = runner.remote(key, [recipe], [absolute[i] for i in indices], keep_slices, device, threads)
         pending[ref] = indices
 
     while pending or chunks:
+        if time.monotonic() - window_checked > 10:  # an autoscaling cluster grows: keep every slot busy
+            slots = ray.cluster_resources().get("GPU" if gpus_per_task else "CPU", 1.0)
+            window = max(2, int(2 * slots / max(gpus_per_task or cpus_per_task, 1e-3)))
+            window_checked = time.monotonic()
         while chunks and len(pending) < window:
             submit(chunks.pop(), task)
         ready, _ = ray.wait(list(pending), num_returns=1)
