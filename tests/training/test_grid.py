@@ -75,7 +75,7 @@ def test_ray_grid_survives_a_killed_worker(data_dir, tmp_path, ray_cluster):
 def test_ray_grid_resumes_after_the_driver_is_killed(data_dir, tmp_path, ray_cluster):
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "mtlmusic_training.cli", "grid", str(data_dir), str(runs),
-               "--runs", ",".join(map(str, TWO_RUNS)), "--epochs", "5", "--device", "cpu", "--batch-size", "8",
+               "--runs", ",".join(map(str, TWO_RUNS)), "--epochs", "8", "--device", "cpu", "--batch-size", "8",
                "--iterations-per-epoch", "6", "--engine", "ray", "--address", ray_cluster]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -88,9 +88,10 @@ def test_ray_grid_resumes_after_the_driver_is_killed(data_dir, tmp_path, ray_clu
     while "running" in _states(runs).values() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "interrupted" in _states(runs).values()
+    assert max(_epochs_done(runs, "ssr-bpm"), _epochs_done(runs, "ssr-tag")) < 8
 
     result = CliRunner().invoke(app, ["grid", str(data_dir), str(runs), "--runs", ",".join(map(str, TWO_RUNS)),
-                                      "--epochs", "5", "--device", "cpu", "--batch-size", "8",
+                                      "--epochs", "8", "--device", "cpu", "--batch-size", "8",
                                       "--iterations-per-epoch", "6", "--engine", "ray"])
     assert result.exit_code == 0, result.output
     assert _states(runs) == {"ssr-bpm": "done", "ssr-tag": "done"}
