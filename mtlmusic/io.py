@@ -199,7 +199,7 @@ def write_features(path: str | os.PathLike, features: np.ndarray, paths: Sequenc
                     lead = [paths[i]] + ([f"{times[i]:.4f}"] if times is not None else [])
                     writer.writerow(lead + [f"{v:.9g}" for v in row])
     else:
-        pa, pq = _pyarrow()
+        pa, pq = require_pyarrow()
         columns = {"path": pa.array(paths)}
         if times is not None:
             columns["time"] = pa.array(np.asarray(times, dtype=np.float64))
@@ -240,7 +240,7 @@ def read_features(path: str | os.PathLike) -> FeatureTable:
         table = FeatureTable(features.reshape(len(rows), len(header) - lead), [row[0] for row in rows],
                              header[lead:], times)
     else:
-        _, pq = _pyarrow()
+        _, pq = require_pyarrow()
         data = pq.read_table(path)
         names = [n for n in data.column_names if n not in ("path", "time")]
         features = np.stack([data.column(n).to_numpy() for n in names], axis=1).astype(np.float32)
@@ -265,7 +265,8 @@ def _read_dataset(folder: Path) -> FeatureTable:
                         names, times, {**manifest["meta"], "complete": manifest["complete"]})
 
 
-def _pyarrow():
+def require_pyarrow():
+    """``(pyarrow, pyarrow.parquet)``, or a :class:`~mtlmusic.errors.ConfigError` that says how to install them."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

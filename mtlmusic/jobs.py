@@ -33,7 +33,8 @@ import numpy as np
 from . import __version__
 from .batch import TrackResult, extract_files, find_audio_files
 from .errors import ConfigError, MtlmusicError
-from .io import atomic_path, check_format, read_features, read_manifest, write_features, write_manifest
+from .io import (atomic_path, check_format, read_features, read_manifest, require_pyarrow, write_features,
+                 write_manifest)
 from .model import Model
 
 #: Longest time between two checkpoints, in seconds.
@@ -166,7 +167,10 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
     columns = _column_names(model, slices)
     sink, todo = None, set(paths)
     if output is not None:
-        sink_type = _DatasetSink if check_format(output) == "" else _FileSink
+        output_format = check_format(output)
+        if output_format in ("", ".parquet"):
+            require_pyarrow()  # before any work, not at the first write
+        sink_type = _DatasetSink if output_format == "" else _FileSink
         sink = sink_type(Path(output), columns, meta, slices, overwrite)
         todo = {p for p in paths if str(p) not in sink.done}
     targets = per_file_targets(inputs, paths, Path(per_file), slices) if per_file is not None else {}
@@ -249,6 +253,9 @@ class _DatasetSink:
         self.parts: list[dict] = []
         self.done: set[str] = set()
         self.pending: list[TrackResult] = []
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file: a feature dataset is a folder, and a feature file needs one "
+                              "of the extensions .npy, .npz, .csv or .parquet.")
         if folder.exists() and any(folder.iterdir()):
             previous = read_manifest(folder).get("meta", {})
             if overwrite:

@@ -225,6 +225,11 @@ def test_feature_dataset_refuses_other_folders_and_models(collection, model_file
     assert result.exit_code == 2 and "not a feature dataset" in result.output
     assert [p.name for p in folder.iterdir()] == ["holiday.jpg"]
 
+    plain = tmp_path / "features"
+    plain.write_text("a file without extension")
+    result = run(str(collection / "rock"), "-o", str(plain), "-m", str(model_file), "-q", "--workers", "0")
+    assert result.exit_code == 2 and "is a file" in result.output and plain.read_text() == "a file without extension"
+
     dataset = tmp_path / "dataset"
     assert run(str(collection / "rock"), "-o", str(dataset), "-m", str(model_file), "-q", "--workers", "0").exit_code == 0
     other = tmp_path / "ssr-bpm.safetensors"
@@ -251,3 +256,11 @@ def test_files_from_a_list(collection, model_file, tmp_path):
     for listing, message in ((tmp_path / "empty.txt", "No input"), (tmp_path / "absent.txt", "Cannot read the list")):
         result = run("--files-from", str(listing), "-o", str(tmp_path / "x.npy"), "-m", str(model_file), "-q")
         assert result.exit_code == 2 and message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("name", ["feats.parquet", "dataset"])
+def test_parquet_without_pyarrow_fails_before_any_work(collection, model_file, tmp_path, monkeypatch, name):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    result = run(str(collection / "rock"), "-o", str(tmp_path / name), "-m", str(model_file), "-q", "--workers", "0")
+    assert result.exit_code == 2 and "pip install 'mtlmusic[parquet]'" in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []
