@@ -55,9 +55,9 @@ def extract(
     engine: str = typer.Option("local", help="local (this machine) or ray (a Ray cluster; pip install 'mtlmusic[ray]')."),
     address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster, e.g. 'auto' or "
                                                      "'ray://head:10001' (default: RAY_ADDRESS, else a local cluster)."),
-    files_per_task: int = typer.Option(32, help="With --engine ray: files per Ray task."),
-    cpus_per_task: float = typer.Option(1.0, help="With --engine ray: CPUs each task asks for."),
-    gpus_per_task: Optional[float] = typer.Option(None, help="With --engine ray and --device cuda: GPUs each task "
+    files_per_task: int = typer.Option(32, min=1, help="With --engine ray: files per Ray task."),
+    cpus_per_task: float = typer.Option(1.0, min=0.01, help="With --engine ray: CPUs each task asks for."),
+    gpus_per_task: Optional[float] = typer.Option(None, min=0.0, help="With --engine ray and --device cuda: GPUs each task "
                                                              "asks for, e.g. 0.25 for four tasks per GPU (default 1)."),
 ) -> None:
     """Extract features of audio files and folders into one feature file and/or one file per input.

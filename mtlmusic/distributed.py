@@ -141,6 +141,9 @@ def ray_extract_files(model: Model, paths: Iterable[str | os.PathLike], workers:
         How often a task whose worker died is run again before its files are
         tried one by one.
     """
+    if files_per_task < 1 or cpus_per_task <= 0 or (gpus_per_task or 0) < 0:
+        raise ConfigError(f"files_per_task must be >= 1, cpus_per_task > 0 and gpus_per_task >= 0 "
+                          f"(got {files_per_task}, {cpus_per_task}, {gpus_per_task}).")
     ray = connect(address)
     device = device or "cpu"
     if gpus_per_task is None:

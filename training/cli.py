@@ -135,11 +135,11 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
          engine: str = typer.Option("local", help="local, or ray (each run a Ray task; pip install 'mtlmusic[ray]')."),
          address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster ('auto', 'ray://head:10001'; "
                                                           "default: RAY_ADDRESS, else a local cluster)."),
-         gpus_per_run: Optional[float] = typer.Option(None, help="With --engine ray: GPUs per run, e.g. 0.25 to "
+         gpus_per_run: Optional[float] = typer.Option(None, min=0.0, help="With --engine ray: GPUs per run, e.g. 0.25 to "
                                                                  "train four runs per GPU (default: 1 on GPU clusters)."),
-         cpus_per_run: float = typer.Option(1.0, help="With --engine ray: CPUs per run."),
+         cpus_per_run: float = typer.Option(1.0, min=0.01, help="With --engine ray: CPUs per run."),
          device_memory_share: Optional[float] = typer.Option(
-             None, help="Share of the GPU's free memory a run may use (default: 1/parallel, or --gpus-per-run).")
+             None, min=0.01, max=1.0, help="Share of the GPU's free memory a run may use (default: 1/parallel, or --gpus-per-run).")
          ) -> None:
     """Train a range of the study's 90 networks, skipping finished ones and resuming interrupted ones.
 
