@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import warnings
 from fnmatch import fnmatch
+from functools import cache
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -82,6 +83,7 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], pattern: str | None = 
     return list(found)
 
 
+@cache
 def keep_freed_memory() -> None:
     """Make glibc's malloc keep freed blocks of up to 32 MB for reuse (Linux; a no-op elsewhere).
 
@@ -89,7 +91,7 @@ def keep_freed_memory() -> None:
     every file and forward pass. By default glibc hands such blocks back to the
     system and faults them in again at the next use, which costs up to a third
     of the network's time on the CPU. This sets ``M_MMAP_THRESHOLD`` (32 MB) and
-    ``M_TRIM_THRESHOLD`` (256 MB) for the whole process.
+    ``M_TRIM_THRESHOLD`` (256 MB) for the whole process, once.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

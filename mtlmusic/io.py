@@ -252,6 +252,12 @@ def read_features(path: str | os.PathLike) -> FeatureTable:
     return table
 
 
+def read_part_paths(part: str | os.PathLike) -> list[str]:
+    """The source path of each row of a feature dataset's Parquet part, without reading its features."""
+    _, pq = require_pyarrow()
+    return pq.read_table(part, columns=["path"]).column("path").to_pylist()
+
+
 def _read_dataset(folder: Path) -> FeatureTable:
     """The parts of a feature dataset, in order, as one table (``meta["complete"]`` says if the job finished)."""
     manifest = read_manifest(folder)

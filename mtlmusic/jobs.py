@@ -33,8 +33,8 @@ import numpy as np
 from . import __version__
 from .batch import TrackResult, extract_files, find_audio_files
 from .errors import ConfigError, MtlmusicError
-from .io import (atomic_path, check_format, read_features, read_manifest, require_pyarrow, write_features,
-                 write_manifest)
+from .io import (atomic_path, check_format, read_features, read_manifest, read_part_paths, require_pyarrow,
+                 write_features, write_manifest)
 from .model import Model
 
 #: Longest time between two checkpoints, in seconds.
@@ -266,9 +266,9 @@ class _DatasetSink:
                                   f"({previous.get('model')}, slices={previous.get('slices')}); "
                                   "pass --overwrite to replace it, or choose another output folder.")
             for part in sorted(folder.glob("part-*.parquet")):
-                table = read_features(part)
-                self.parts.append({"file": part.name, "tracks": len(set(table.paths)), "rows": len(table.paths)})
-                self.done.update(table.paths)
+                paths = read_part_paths(part)
+                self.parts.append({"file": part.name, "tracks": len(set(paths)), "rows": len(paths)})
+                self.done.update(paths)
         _check_writable(folder)
         self._write_manifest(complete=False)
 
