@@ -42,9 +42,9 @@ def start_cluster(cpus: int) -> float:
 
 
 def extraction_benchmark(args) -> None:
-    from mtlmusic.distributed import extract_on_ray
-    from mtlmusic.io import read_features
-    from mtlmusic.jobs import run_job
+    from mtlmusic.extraction.distributed import extract_on_ray
+    from mtlmusic.extraction.sinks import read_features
+    from mtlmusic.extraction.jobs import run_job
 
     folder = Path(args.dir) if args.dir else Path(tempfile.gettempdir()) / "mtlmusic-bench-mp3"
     paths = sorted(folder.glob("*.mp3"))[: args.files] if args.dir else make_collection(folder, args.files)

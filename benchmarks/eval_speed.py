@@ -32,7 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
-from mtlmusic.evaluation import (
+from mtlmusic_training.evaluation import (
     average_precision_at_k,
     evaluate_classification,
     evaluate_recommendation,

@@ -2,7 +2,7 @@
 
 Collection benchmark (default): a folder of 30 s MP3 files is extracted
 
-* with the CLI's code path (``mtlmusic.jobs.run_job``: worker processes, slices of
+* with the CLI's code path (``mtlmusic.extraction.jobs.run_job``: worker processes, slices of
   many files batched, BatchNorm folded, channels-last, inference mode), and
 * with a reference: ``librosa.load`` + librosa mel + the eager torch model, one
   file at a time;
@@ -98,7 +98,7 @@ def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
 
 
 def collection_benchmark(args) -> None:
-    from mtlmusic.jobs import run_job
+    from mtlmusic.extraction.jobs import run_job
 
     folder = Path(args.dir) if args.dir else Path(tempfile.gettempdir()) / "mtlmusic-bench-mp3"
     paths = sorted(folder.glob("*.mp3")) if args.dir else make_collection(folder, args.files)

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 import mtlmusic
-from mtlmusic.batch import extract_files, find_audio_files
+from mtlmusic.extraction.engine import extract_files, find_audio_files
 
 
 def main(model_name: str, folder: str) -> None:

@@ -206,6 +206,36 @@ def build_network(architecture: str, sources: Iterable[str],
     return MultiTaskNetwork(architecture, sources, head_sizes)
 
 
+def assemble_msscr(members: Iterable[MultiTaskNetwork]) -> MultiTaskNetwork:
+    """The MSS-CR network of independently trained SS-R networks, without new weights.
+
+    Member ``shared.{i}`` weights become the MSS-CR network's ``branches.{source}.{i}``
+    and each member's head is kept, so the representation is the members'
+    representations side by side, in canonical source order.
+
+    Raises :class:`~mtlmusic.errors.ConfigError` when a member is not SS-R or two
+    members have the same source.
+
+    >>> net = assemble_msscr([build_network("SS-R", [s]) for s in ("tag", "self")])
+    >>> net.architecture, net.representation_blocks
+    ('MSS-CR', ('self', 'tag'))
+    """
+    members = list(members)
+    for network in members:
+        if network.architecture != "SS-R":
+            raise ConfigError(f"MSS-CR is assembled from SS-R networks; {model_name(network.architecture, network.sources)} "
+                              f"is {network.architecture}.")
+    head_sizes = {network.sources[0]: network.head_sizes[network.sources[0]] for network in members}
+    assembled = build_network("MSS-CR", [network.sources[0] for network in members], head_sizes)
+    state = {}
+    for network in members:
+        for key, value in network.state_dict().items():
+            prefix, rest = key.split(".", 1)
+            state[f"branches.{network.sources[0]}.{rest}" if prefix == "shared" else key] = value
+    assembled.load_state_dict(state, strict=True)
+    return assembled.eval()
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters of ``module``.
 

@@ -46,7 +46,7 @@ import torch
 from .architectures import MultiTaskNetwork, build_network, canonical_sources, model_name
 from .errors import ConfigError, ModelFileError
 from .frontend import N_MELS, Scaler
-from .hub import file_sha256
+from .files import file_sha256
 from .modelfile import save_model_file
 
 #: The authors' branch point -> our architecture (for checkpoints of two or more tasks).

@@ -27,7 +27,7 @@ from .errors import ConfigError, MtlmusicError
 app = typer.Typer(help="Deep music representations: extract features, list and inspect models.",
                   no_args_is_help=True, add_completion=False)
 extract_app = typer.Typer(add_completion=False)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, whatever the terminal width
 
 
 def _default_workers() -> int:
@@ -67,9 +67,8 @@ def extract(
     """
     from functools import partial
 
-    from . import load_model
-    from .batch import extract_files
-    from .jobs import read_path_list, run_job
+    from .extraction import extract_files, read_path_list, run_job
+    from .model import load_model
 
     import torch
 
@@ -82,7 +81,7 @@ def extract(
         if not inputs:
             raise ConfigError("No input: give audio files or folders, or --files-from LIST.")
         if engine == "ray":
-            from .distributed import ray_extract_files, require_ray
+            from .extraction.distributed import ray_extract_files, require_ray
 
             require_ray()
             extract_engine = partial(ray_extract_files, address=address, files_per_task=files_per_task,
@@ -139,7 +138,8 @@ def models(pattern: Optional[str] = typer.Argument(None, help="Glob over names, 
     """
     from .architectures import parse_model_name
     from .errors import ModelNotFoundError
-    from .hub import list_models, model_status, resolve_model
+    from .hub import model_status, resolve_model
+    from .registry import list_models
     from .modelfile import read_config
 
     table = Table("name", "architecture", "sources", "dim", "status")
@@ -172,7 +172,7 @@ def hub_push(files: list[Path] = typer.Argument(..., help="Model files (.safeten
              token: Optional[str] = typer.Option(None, envvar="HF_TOKEN", help="Hub token (default: HF_TOKEN)."),
              revision: str = typer.Option("main", help="Branch to commit to.")) -> None:
     """Upload model files with a model card, and record them (file, sha256, pinned revision) in a registry."""
-    from .hub import push_models
+    from .publish import push_models
 
     try:
         entries = push_models(files, repo, token=token, registry_path=registry, revision=revision)
@@ -218,82 +218,13 @@ def info(model: str = typer.Argument(..., help="Model name or .safetensors file.
     sys.stdout.write(json.dumps(config, indent=2) + "\n")
 
 
-EVAL_DATASETS = ("gtzan", "fma", "ballroom", "irmas", "emotion-arousal", "emotion-valence", "jam",
-                 "labels-csv", "values-csv")
-
-
-@app.command("eval")
-def evaluate_command(
-    source: str = typer.Argument(..., help="Model name or .safetensors file, feature file, or baseline (mfcc, rand)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help=f"One of {', '.join(EVAL_DATASETS)}."),
-    root: Path = typer.Option(..., "--root", help="Dataset folder; the likes file for jam; the CSV for labels-csv "
-                                                 "and values-csv."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache folder (default: "
-                                                              "$MTLMUSIC_HOME/eval or ~/.cache/mtlmusic/eval)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result (split scores included) "
-                                                                 "as JSON."),
-    tracks: Optional[Path] = typer.Option(None, "--tracks", help="jam: CSV mapping jam_id to audio path."),
-    subsample: Optional[float] = typer.Option(None, "--subsample", help="fma, irmas: stratified fraction to keep "
-                                                                        "(paper: 0.05 and 0.2)."),
-    repeats: int = typer.Option(5, "--repeats", help="Repetitions of the k-fold partition."),
-    folds: int = typer.Option(10, "--folds", help="Folds per repetition."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the splits."),
-    drop_failed: bool = typer.Option(False, "--drop-failed", help="Leave out tracks that cannot be read "
-                                                                  "instead of stopping."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
-    workers: int = typer.Option(_default_workers(), help="Decoding processes beside the network (0: none)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-) -> None:
-    """Score a model, feature file or baseline on a dataset: mean and 95% interval over 50 splits.
-
-    Features are extracted once per (model, dataset) and kept in the cache folder.
-    """
-    from .evaluation import (evaluate, load_ballroom, load_fma_medium, load_gtzan, load_irmas, load_labels_csv,
-                             load_mediaeval_emotion, load_thisismyjam, load_values_csv)
-    from .evaluation.run import default_cache_dir
-
-    loaders = {
-        "gtzan": lambda: load_gtzan(root),
-        "fma": lambda: load_fma_medium(root, subsample=subsample, seed=seed),
-        "ballroom": lambda: load_ballroom(root),
-        "irmas": lambda: load_irmas(root, subsample=subsample, seed=seed),
-        "emotion-arousal": lambda: load_mediaeval_emotion(root, "arousal"),
-        "emotion-valence": lambda: load_mediaeval_emotion(root, "valence"),
-        "jam": lambda: load_thisismyjam(root / "likes.tsv" if root.is_dir() else root, tracks),
-        "labels-csv": lambda: load_labels_csv(root),
-        "values-csv": lambda: load_values_csv(root),
-    }
-    if dataset not in loaders:
-        err_console.print(f"error: unknown dataset {dataset!r}; choose one of {', '.join(EVAL_DATASETS)}.",
-                          highlight=False, markup=False)
-        raise typer.Exit(2)
-    if dataset == "jam" and tracks is None:
-        err_console.print("error: --dataset jam needs --tracks, a CSV mapping jam_id to audio path.",
-                          highlight=False, markup=False)
-        raise typer.Exit(2)
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
-    try:
-        data = loaders[dataset]()
-        with Progress(TextColumn("[bold]features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, disable=quiet, transient=True) as progress:
-            task = progress.add_task("features", total=len(data))
-            result = evaluate(source, data, cache_dir=cache or default_cache_dir(), on_error="drop" if drop_failed
-                              else "raise", n_repeats=repeats, n_folds=folds, seed=seed, device=device,
-                              workers=workers, progress=lambda done, total: progress.update(task, completed=done))
-    except MtlmusicError as err:
-        err_console.print(f"error: {err}", highlight=False, markup=False)
-        raise typer.Exit(2)
-    low, high = result.interval
-    sys.stdout.write(f"{data.name} ({len(data)} tracks), {source}: {result.metric} {result.mean:.4f} "
-                     f"(95% interval {low:.4f} to {high:.4f}, {result.n_splits} splits)\n")
-    if json_out is not None:
-        from .io import atomic_path
-
-        summary = {"source": source, "dataset": data.name, "n_tracks": len(data), **result.to_dict()}
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+@app.command("eval", hidden=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def evaluate_moved(ctx: typer.Context) -> None:
+    """Moved: the study's evaluation is ``mtlmusic-train eval`` (same arguments)."""
+    err_console.print("error: `mtlmusic eval` is now `mtlmusic-train eval`, with the same arguments "
+                      f"(`mtlmusic-train eval {' '.join(ctx.args)}`); it comes with the study's tools: "
+                      "pip install 'mtlmusic[training]'.", highlight=False, markup=False)
+    raise typer.Exit(2)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -239,9 +240,20 @@ def slice_frames(x: torch.Tensor, pad_value: float) -> torch.Tensor:
     return x.reshape(x.shape[0], n_slices, SLICE_FRAMES, x.shape[2]).transpose(0, 1)
 
 
+class SliceChunk(NamedTuple):
+    """Consecutive slices of a track: ``slices`` ``(k, 2, 216, 128)`` and the ``weights`` ``(k,)`` of each.
+
+    A slice's weight is the fraction of it that holds real audio: 1 but for a
+    track's final, padded slice (see :mod:`mtlmusic.aggregation`).
+    """
+
+    slices: torch.Tensor
+    weights: torch.Tensor
+
+
 def track_slices(source, sr: int | None = None, scaler: Scaler | None = None,
-                 device: str | torch.device = "cpu", chunk_slices: int = 64) -> Iterator[torch.Tensor]:
-    """Standardized slices of one track, ``(k, 2, 216, 128)`` tensors of at most ``chunk_slices`` slices.
+                 device: str | torch.device = "cpu", chunk_slices: int = 64) -> Iterator[SliceChunk]:
+    """Standardized slices of one track, in :class:`SliceChunk` s of at most ``chunk_slices`` slices.
 
     The front end's entry point: a file (path or :class:`~mtlmusic.audio.AudioInfo`)
     or an array in, network input out, in
@@ -252,8 +264,8 @@ def track_slices(source, sr: int | None = None, scaler: Scaler | None = None,
     --------
     >>> import numpy as np
     >>> chunks = list(track_slices(np.zeros(22050 * 6, dtype=np.float32), sr=22050))
-    >>> [tuple(c.shape) for c in chunks]
-    [(3, 2, 216, 128)]
+    >>> [tuple(c.slices.shape) for c in chunks], round(chunks[0].weights[-1].item() * 216)  # real frames
+    ([(3, 2, 216, 128)], 85)
     """
     scaler = scaler or Scaler.identity()
     if isinstance(source, (str, os.PathLike, AudioInfo)):
@@ -280,7 +292,7 @@ def _mel_chunks(blocks: Iterable[np.ndarray], device) -> Iterator[torch.Tensor]:
 
 
 def _standardized_slices(frames: Iterable[torch.Tensor], max_power: float, scaler: Scaler,
-                         chunk_slices: int) -> Iterator[torch.Tensor]:
+                         chunk_slices: int) -> Iterator[SliceChunk]:
     chunk_frames = chunk_slices * SLICE_FRAMES
     pending: list[torch.Tensor] = []
     n_pending = 0
@@ -290,10 +302,14 @@ def _standardized_slices(frames: Iterable[torch.Tensor], max_power: float, scale
         n_pending += chunk.shape[1]
         while n_pending >= chunk_frames:
             db = torch.cat(pending, dim=1)
-            yield scaler(slice_frames(db[:, :chunk_frames], 0.0))
+            yield SliceChunk(scaler(slice_frames(db[:, :chunk_frames], 0.0)), torch.ones(chunk_slices))
             pending, n_pending, emitted = [db[:, chunk_frames:]], n_pending - chunk_frames, True
     if pending and (n_pending or not emitted):
-        yield scaler(slice_frames(torch.cat(pending, dim=1), db_floor(max_power)))
+        slices = scaler(slice_frames(torch.cat(pending, dim=1), db_floor(max_power)))
+        weights = torch.ones(slices.shape[0])
+        if emitted or slices.shape[0] > 1:  # a track shorter than one slice is that one slice
+            weights[-1] = (n_pending - (slices.shape[0] - 1) * SLICE_FRAMES) / SLICE_FRAMES
+        yield SliceChunk(slices, weights)
 
 
 def slice_start_times(n_slices: int) -> np.ndarray:

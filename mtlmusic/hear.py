@@ -33,6 +33,7 @@ from .audio import SAMPLE_RATE
 from .errors import AudioError
 from .frontend import HOP_LENGTH, SLICE_FRAMES, db_floor, mel_power, power_to_db
 from .model import Model
+from .model import load_model as load_mtlmusic_model
 
 
 class HearModel(nn.Module):
@@ -50,9 +51,8 @@ class HearModel(nn.Module):
 
 def load_model(model_file_path: str = "", hop: float = 0.05, device: str | None = None) -> HearModel:
     """Load a model for HEAR; an empty path loads the package's default model."""
-    from . import load_model as load
 
-    return HearModel(load(model_file_path or "default", device=device), hop=hop)
+    return HearModel(load_mtlmusic_model(model_file_path or "default", device=device), hop=hop)
 
 
 def _check(audio: torch.Tensor) -> torch.Tensor:

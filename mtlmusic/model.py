@@ -22,14 +22,18 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
 
+from .aggregation import SliceStats
 from .architectures import MultiTaskNetwork
 from .errors import AudioError, ConfigError
-from .frontend import Scaler, slice_start_times, track_slices
+from .frontend import Scaler, SliceChunk, slice_start_times, track_slices
+from .hub import load_network
 from .modelfile import feature_names, load_model_file, save_model_file
 from .nets import fold_batchnorm, use_elementwise_pooling
 
@@ -40,35 +44,6 @@ class SliceFeatures:
 
     features: np.ndarray
     times: np.ndarray
-
-
-class RunningStats:
-    """Mean and population std over slices, accumulated chunk by chunk (float64).
-
-    >>> import torch
-    >>> stats = RunningStats()
-    >>> stats.add(torch.tensor([[1.0], [3.0]])); stats.add(torch.tensor([[5.0]]))
-    >>> stats.aggregate()
-    array([3.       , 1.6329932], dtype=float32)
-    """
-
-    def __init__(self):
-        self.count = 0
-        self.total = self.total_sq = None
-
-    def add(self, features: torch.Tensor) -> None:
-        """Add ``(n, d)`` per-slice features."""
-        features = features.double()
-        part, part_sq = features.sum(0), features.square().sum(0)
-        self.total = part if self.total is None else self.total + part
-        self.total_sq = part_sq if self.total_sq is None else self.total_sq + part_sq
-        self.count += features.shape[0]
-
-    def aggregate(self) -> np.ndarray:
-        """``[mean, std]`` concatenated, float32."""
-        mean = self.total / self.count
-        std = torch.sqrt(torch.clamp(self.total_sq / self.count - mean.square(), min=0.0))
-        return torch.cat([mean, std]).float().cpu().numpy()
 
 
 def default_device() -> str:
@@ -177,10 +152,13 @@ class Model:
             part.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)).float()
             for part in slices.split(step)])
 
-    def _slice_features(self, source, sr: int | None):
-        """Yield the network's representation of each chunk of slices of one track."""
+    def track_features(self, source, sr: int | None = None) -> Iterator[SliceChunk]:
+        """The representation of each chunk of slices of one track, as :class:`~mtlmusic.frontend.SliceChunk` s.
+
+        >>> # [chunk.slices.shape for chunk in model.track_features("song.mp3")] -> [(n, d*m)]
+        """
         for chunk in track_slices(source, sr, self.scaler, self.device, chunk_slices=self.batch_size):
-            yield self.slice_features(chunk)
+            yield SliceChunk(self.slice_features(chunk.slices), chunk.weights)
 
     def extract(self, audio, sr: int | None = None) -> np.ndarray:
         """Aggregated features of one track (a vector) or of several (an N x D array).
@@ -206,7 +184,7 @@ class Model:
         if not isinstance(audio, (list, tuple)):
             return self._extract_one(audio, sr)
         if all(isinstance(item, (str, os.PathLike)) for item in audio):
-            from .batch import extract_files  # batches slices of many files through the network
+            from .extraction.engine import extract_files  # batches slices of many files through the network
 
             rows = []
             for result in extract_files(self, audio):
@@ -218,9 +196,9 @@ class Model:
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
     def _extract_one(self, audio, sr: int | None) -> np.ndarray:
-        stats = RunningStats()
-        for features in self._slice_features(audio, sr):
-            stats.add(features)
+        stats = SliceStats()
+        for chunk in self.track_features(audio, sr):
+            stats.add(chunk.slices, chunk.weights)
         return stats.aggregate()
 
     def extract_slices(self, audio, sr: int | None = None) -> SliceFeatures:
@@ -230,7 +208,7 @@ class Model:
         """
         if isinstance(audio, (list, tuple)):
             raise ConfigError("extract_slices takes one track; call it once per file.")
-        features = torch.cat(list(self._slice_features(audio, sr))).cpu().numpy()
+        features = torch.cat([chunk.slices for chunk in self.track_features(audio, sr)]).cpu().numpy()
         return SliceFeatures(features, slice_start_times(features.shape[0]))
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -248,3 +226,60 @@ class Model:
         return (f"Model(name={self.name!r}, architecture={self.architecture!r}, sources={list(self.sources)}, "
                 f"dim={self.dim}, device={str(self.device)!r})")
 
+
+
+def load_model(name_or_path: str | os.PathLike = "default", device: str | None = None) -> Model:
+    """Load a model by name or from a model file.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A model name (see :func:`mtlmusic.list_models`), an alias such as ``"default"``, or
+        the path of a ``.safetensors`` model file. Named models come from the
+        package, the local cache or the hub (see :mod:`mtlmusic.hub`); an MSS-CR
+        name such as ``"msscr-self-bpm"`` is assembled from its SS-R members.
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; defaults to CUDA when available.
+
+    Returns
+    -------
+    Model
+
+    Examples
+    --------
+    >>> model = mtlmusic.load_model("model.safetensors")       # doctest: +SKIP
+    >>> model.extract("song.mp3").shape                          # doctest: +SKIP
+    (512,)
+    """
+    network, scaler, config = load_network(name_or_path)
+    return Model(network, scaler, config, device=device)
+
+
+@lru_cache(maxsize=4)
+def _cached_model(name_or_path: str, device: str | None) -> Model:
+    return load_model(name_or_path, device)
+
+
+def extract(audio, sr: int | None = None, model: str | os.PathLike | Model = "default",
+            device: str | None = None) -> np.ndarray:
+    """Features of one track (vector) or of a list of tracks (N x D), with a model loaded once and reused.
+
+    Parameters
+    ----------
+    audio : path, array, or list of them
+        See :meth:`Model.extract`.
+    sr : int, optional
+        Sample rate of array input.
+    model : str, path-like or Model
+        A model name, a model file, or a loaded :class:`Model`.
+    device : str, optional
+        Device for a model loaded by name.
+
+    Examples
+    --------
+    >>> mtlmusic.extract("song.mp3").shape                      # doctest: +SKIP
+    (512,)
+    """
+    if not isinstance(model, Model):
+        model = _cached_model(os.fspath(model), device)
+    return model.extract(audio, sr=sr)

@@ -17,7 +17,7 @@ Examples
 >>> from mtlmusic.frontend import Scaler
 >>> from mtlmusic.modelfile import save_model_file, load_model_file
 >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
->>> save_model_file(path, build_network("SS-R", ["bpm"]), Scaler.identity())
+>>> _ = save_model_file(path, build_network("SS-R", ["bpm"]), Scaler.identity())
 >>> network, scaler, config = load_model_file(path)
 >>> config["architecture"], config["sources"]
 ('SS-R', ['bpm'])
@@ -38,7 +38,8 @@ from safetensors.torch import save_file
 from .architectures import MultiTaskNetwork, build_network
 from .errors import ConfigError, ModelFileError
 from .frontend import Scaler
-from .io import atomic_path
+from ._version import __version__
+from .files import atomic_path
 
 #: Version of the file layout; files of a newer version are refused with a clear message.
 FORMAT_VERSION = 1
@@ -85,7 +86,6 @@ def save_model_file(path: str | os.PathLike, network: MultiTaskNetwork, scaler: 
     overwrite : bool
         When False, refuse to replace an existing file.
     """
-    from . import __version__
 
     path = Path(path)
     if path.exists() and not overwrite:

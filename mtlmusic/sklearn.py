@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .errors import ConfigError
+from .model import load_model
 
 
 class MusicFeatures(TransformerMixin, BaseEstimator):
@@ -53,7 +54,6 @@ class MusicFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Load the model (nothing is learned); returns self."""
-        from . import load_model
 
         _, self.n_features_in_ = self._validate(X)
         self.model_ = load_model(os.fspath(self.model), device=self.device)

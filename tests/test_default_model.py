@@ -10,7 +10,8 @@ import sys
 import numpy as np
 
 import mtlmusic
-from mtlmusic.hub import embedded_models, model_status
+from mtlmusic.hub import model_status
+from mtlmusic.registry import embedded_models
 from samples import REAL_MUSIC
 
 

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 import mtlmusic
 from mtlmusic.cli import app
-from mtlmusic.distributed import extract_on_ray, ray_extract_files
-from mtlmusic.io import read_features
-from mtlmusic.jobs import run_job
+from mtlmusic.extraction.distributed import extract_on_ray, ray_extract_files
+from mtlmusic.extraction.sinks import read_features
+from mtlmusic.extraction.jobs import run_job
 from samples import tone
 
 ray = pytest.importorskip("ray")

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 import mtlmusic
 from samples import REAL_MUSIC, tone
-from mtlmusic.batch import extract_files, find_audio_files
+from mtlmusic.extraction.engine import extract_files, find_audio_files
 from mtlmusic.cli import app
-from mtlmusic.io import read_features
+from mtlmusic.extraction.sinks import read_features
 
 runner = CliRunner()
 

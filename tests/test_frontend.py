@@ -68,13 +68,14 @@ def test_slices_pad_the_last_partial_slice():
 
 def test_short_audio_gives_one_padded_slice():
     chunks = list(track_slices(np.ones(100, dtype=np.float32) * 0.1, sr=22050))
-    assert [tuple(c.shape) for c in chunks] == [(1, 2, SLICE_FRAMES, 128)]
+    assert [tuple(c.slices.shape) for c in chunks] == [(1, 2, SLICE_FRAMES, 128)]
+    assert chunks[0].weights.tolist() == [1.0]  # the track is its one slice, whatever it holds
 
 
 def test_silence_is_finite():
-    chunk, = track_slices(np.zeros(22050, dtype=np.float32), sr=22050)
-    assert torch.isfinite(chunk).all()
-    assert torch.all(chunk == -100.0)
+    (slices, _), = track_slices(np.zeros(22050, dtype=np.float32), sr=22050)
+    assert torch.isfinite(slices).all()
+    assert torch.all(slices == -100.0)
 
 
 def test_scaler_standardizes_per_bin():
@@ -91,15 +92,15 @@ def test_zero_std_bin_is_guarded():
 def test_long_file_path_equals_in_memory_path(audio_dir, monkeypatch):
     path = audio_dir / "tone.flac"
     scaler = Scaler(torch.full((128,), -30.0), torch.full((128,), 15.0))
-    in_memory = torch.cat(list(track_slices(path, scaler=scaler, chunk_slices=1)))
+    in_memory = torch.cat([c.slices for c in track_slices(path, scaler=scaler, chunk_slices=1)])
     monkeypatch.setattr(frontend, "LONG_AUDIO_SECONDS", 1.0)
-    two_pass = torch.cat(list(track_slices(path, scaler=scaler, chunk_slices=1)))
+    two_pass = torch.cat([c.slices for c in track_slices(path, scaler=scaler, chunk_slices=1)])
     assert in_memory.shape == two_pass.shape == (3, 2, SLICE_FRAMES, 128)
     assert torch.allclose(in_memory, two_pass, atol=1e-4)
 
 
 def test_chunking_does_not_change_slices():
     y = tone(12.0, 22050).T.copy()
-    one = torch.cat(list(track_slices(y, sr=22050, chunk_slices=1)))
-    many = torch.cat(list(track_slices(y, sr=22050, chunk_slices=64)))
+    one = torch.cat([c.slices for c in track_slices(y, sr=22050, chunk_slices=1)])
+    many = torch.cat([c.slices for c in track_slices(y, sr=22050, chunk_slices=64)])
     assert torch.equal(one, many)

@@ -27,7 +27,8 @@ import torch
 
 from mtlmusic.architectures import build_network, model_name
 from mtlmusic.frontend import Scaler
-from mtlmusic.hub import Registry, RegistryEntry, file_sha256
+from mtlmusic.files import file_sha256
+from mtlmusic.registry import Registry, RegistryEntry
 from mtlmusic.modelfile import read_config, save_model_file
 
 REPO = "tester/mtlmusic-models"

@@ -15,8 +15,9 @@ from huggingface_hub import constants
 import mtlmusic
 from hub_fixtures import fake_hub, hub_env, hub_tools, published  # noqa: F401  (fixtures)
 from mtlmusic import ConfigError, ModelFileError, ModelNotFoundError
-from mtlmusic.hub import (Registry, cache_dir, file_sha256, list_models, load_network, model_files, model_status,
-                          resolve_model)
+from mtlmusic.files import file_sha256
+from mtlmusic.hub import cache_dir, load_network, model_files, model_status, resolve_model
+from mtlmusic.registry import Registry, list_models
 
 CHUNK = 64 * 1024
 AUDIO = np.random.default_rng(0).standard_normal((2, 22050 * 4)).astype(np.float32) * 0.1
@@ -33,7 +34,7 @@ def test_registry_shipped_with_the_package_is_valid():
 
 def test_import_and_listing_touch_no_network(published, hub_env):
     code = ("import mtlmusic, mtlmusic.hub as hub; "
-            "print(hub.list_models('ssr-*'), hub.model_status('ssr-bpm'), hub.model_status('msscr-self-bpm'))")
+            "print(mtlmusic.list_models('ssr-*'), hub.model_status('ssr-bpm'), hub.model_status('msscr-self-bpm'))")
     done = subprocess.run([sys.executable, "-c", code], env=os.environ.copy(), capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["['ssr-bpm',", "'ssr-self']", "remote", "remote"]
@@ -176,7 +177,7 @@ def test_msscr_members_must_share_the_scaler(hub_env, tmp_path, hub_tools):
 def test_names_that_are_not_published(hub_env, tmp_path, monkeypatch):
     (tmp_path / "registry.json").write_text(json.dumps({"format_version": 1, "repo_id": None, "revision": None,
                                                         "models": {}}))
-    monkeypatch.setattr(mtlmusic.hub, "EMBEDDED_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(mtlmusic.registry, "EMBEDDED_DIR", tmp_path / "no-weights")
     with pytest.raises(ModelNotFoundError, match="No default weights"):
         mtlmusic.load_model("default")
     with pytest.raises(ModelNotFoundError, match=r"Unknown model 'mscr2-self-bpm': it would be MS-CR@2"):

@@ -10,7 +10,10 @@ import mtlmusic
 from hub_fixtures import fake_hub, hub_env, hub_tools  # noqa: F401  (fixtures)
 from mtlmusic import ConfigError, ModelFileError
 from mtlmusic.architectures import build_network
-from mtlmusic.hub import Registry, file_sha256, list_models, model_status, push_models
+from mtlmusic.files import file_sha256
+from mtlmusic.hub import model_status
+from mtlmusic.publish import push_models
+from mtlmusic.registry import Registry, list_models
 from mtlmusic.modelfile import save_model_file
 
 

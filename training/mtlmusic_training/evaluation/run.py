@@ -1,6 +1,6 @@
 """Score a representation on a dataset: features extracted once (and cached), then the task's protocol.
 
-:func:`evaluate` takes what produces the features and an :class:`~mtlmusic.evaluation.EvalDataset`:
+:func:`evaluate` takes what produces the features and an :class:`~mtlmusic_training.evaluation.EvalDataset`:
 
 ====================================  ==============================================================
 features source                       features of every track
@@ -9,19 +9,19 @@ a :class:`mtlmusic.Model`             its aggregated representation (``Model.ext
 a model name or ``.safetensors`` file the model loaded with :func:`mtlmusic.load_model`
 a feature file (``.npy``, ``.npz``,   its rows, matched to the dataset's audio paths
 ``.csv``, ``.parquet``)
-``"mfcc"``                            :func:`~mtlmusic.evaluation.mfcc_features` (120 values)
+``"mfcc"``                            :func:`~mtlmusic_training.evaluation.mfcc_features` (120 values)
 ``"rand"``                            the untrained network of :func:`rand_model` (512 values)
 a callable ``f(y, sr) -> vector``     ``f`` of every track's waveform (``(2, n)`` at 22,050 Hz)
 ====================================  ==============================================================
 
-then scores the features with :func:`~mtlmusic.evaluation.evaluate_classification`,
-:func:`~mtlmusic.evaluation.evaluate_regression` or
-:func:`~mtlmusic.evaluation.evaluate_recommendation`, as ``dataset.task`` says.
+then scores the features with :func:`~mtlmusic_training.evaluation.evaluate_classification`,
+:func:`~mtlmusic_training.evaluation.evaluate_regression` or
+:func:`~mtlmusic_training.evaluation.evaluate_recommendation`, as ``dataset.task`` says.
 
 Feature cache
 -------------
 With ``cache_dir``, the features of one (features source, dataset) pair are computed once and kept
-in ``cache_dir`` as a feature file (``.npz``, see :mod:`mtlmusic.io`, written atomically). Its name
+in ``cache_dir`` as a feature file (``.npz``, see :mod:`mtlmusic.extraction.sinks`, written atomically). Its name
 ends with a hash of
 
 * the source's identity: the SHA-256 of a model's tensors and scaler (the ``tensors_sha256`` a
@@ -48,7 +48,7 @@ the features. To use another scaler, pass ``rand_model(scaler)`` as the features
 
 Examples
 --------
->>> from mtlmusic.evaluation import evaluate, load_gtzan
+>>> from mtlmusic_training.evaluation import evaluate, load_gtzan
 >>> dataset = load_gtzan("/data/gtzan")                                   # doctest: +SKIP
 >>> print(evaluate("mscr2-self-bpm-tag", dataset, cache_dir="eval-cache"))  # doctest: +SKIP
 accuracy 0.7540 (95% interval 0.7402 to 0.7678, 50 splits)
@@ -73,16 +73,16 @@ import torch
 from mtlmusic.architectures import build_network
 from mtlmusic.audio import SAMPLE_RATE, load_audio
 from mtlmusic.errors import AudioError, ConfigError, MtlmusicError
-from mtlmusic.evaluation.baselines import N_MFCC, mfcc_features
-from mtlmusic.evaluation.datasets import EvalDataset
-from mtlmusic.evaluation.protocols import (
+from .baselines import N_MFCC, mfcc_features
+from .datasets import EvalDataset
+from .protocols import (
     EvaluationResult,
     evaluate_classification,
     evaluate_recommendation,
     evaluate_regression,
 )
 from mtlmusic.frontend import N_MELS, Scaler, mel_power, power_to_db
-from mtlmusic.io import FORMATS, MANIFEST, read_features, write_features
+from mtlmusic.extraction.sinks import FORMATS, MANIFEST, read_features, write_features
 from mtlmusic.model import Model
 from mtlmusic.modelfile import read_config, tensors_sha256
 
@@ -248,7 +248,7 @@ class _Extractor:
 
 def _model_extract(model: Model, workers: int):
     def extract(paths, progress):
-        from mtlmusic.batch import extract_files
+        from mtlmusic.extraction.engine import extract_files
 
         rows = np.full((len(paths), model.dim), np.nan, dtype=np.float32)
         errors = {}
@@ -317,7 +317,7 @@ def _loaded_model_extractor(model: Model, workers: int) -> _Extractor:
 
 def _named_model_extractor(name: str | os.PathLike, device: str | None, workers: int) -> _Extractor:
     """A model given by name or file, loaded only when features have to be extracted."""
-    from mtlmusic import load_model
+    from mtlmusic.model import load_model
     from mtlmusic.hub import model_files
 
     files = model_files(name)
@@ -356,7 +356,7 @@ def _extractor(source, key: str | None, device: str | None, workers: int) -> _Ex
 
 
 def _is_feature_file(source) -> bool:
-    """A feature file, or a feature dataset folder (see :mod:`mtlmusic.io`)."""
+    """A feature file, or a feature dataset folder (see :mod:`mtlmusic.extraction.sinks`)."""
     if not isinstance(source, (str, os.PathLike)):
         return False
     return Path(source).suffix.lower() in FORMATS or (Path(source) / MANIFEST).is_file()
@@ -421,7 +421,7 @@ def _slug(text: str) -> str:
 
 
 def _cache_key(identity: dict, dataset: EvalDataset) -> str:
-    from mtlmusic import __version__
+    from mtlmusic._version import __version__
 
     payload = {"format": CACHE_FORMAT, "mtlmusic": __version__, "source": identity,
                "paths": [os.path.abspath(p) for p in dataset.paths]}
@@ -469,7 +469,7 @@ def dataset_features(
     device : str, optional
         Device of a model loaded by name and of Rand.
     workers : int, default 0
-        Decoding processes beside the network (see :func:`mtlmusic.batch.extract_files`).
+        Decoding processes beside the network (see :func:`mtlmusic.extraction.engine.extract_files`).
     progress : callable, optional
         Called as ``progress(done, total)`` while tracks are extracted.
 
@@ -555,7 +555,7 @@ def evaluate(
         ``"mfcc"`` or ``"rand"`` (the baselines, see the module notes); or a function
         ``f(y, sr) -> vector`` called with each track as a ``(2, n)`` float32 array at 22,050 Hz.
     dataset : EvalDataset
-        The dataset, from one of the loaders of :mod:`mtlmusic.evaluation.datasets`.
+        The dataset, from one of the loaders of :mod:`mtlmusic_training.evaluation.datasets`.
     cache_dir : path-like, optional
         Feature cache folder; see :func:`dataset_features`.
     key : str, optional
@@ -591,7 +591,7 @@ def evaluate(
 
     Examples
     --------
-    >>> from mtlmusic.evaluation import evaluate, load_gtzan
+    >>> from mtlmusic_training.evaluation import evaluate, load_gtzan
     >>> result = evaluate("mfcc", load_gtzan("/data/gtzan"), cache_dir="eval-cache")  # doctest: +SKIP
     >>> result.metric, result.n_splits  # doctest: +SKIP
     ('accuracy', 50)

@@ -31,7 +31,7 @@ import torch
 
 from mtlmusic.errors import ConfigError
 from mtlmusic.frontend import track_slices
-from mtlmusic.io import atomic_path
+from mtlmusic.files import atomic_path
 from mtlmusic.model import Model
 
 __all__ = ["Topic", "TaskExplanation", "explain", "plot_map"]
@@ -156,18 +156,18 @@ def explain(
                               f"{[s for s in network.sources if s != 'self']}")
     tables = {s: _check_table(s, topic_terms[s], network.head_sizes[s]) for s in wanted if s in topic_terms}
     sums = {s: torch.zeros(network.head_sizes[s], dtype=torch.float64) for s in wanted}
-    n_slices = 0
+    total_weight = 0.0
     for chunk in track_slices(audio, sr, model.scaler, model.device, chunk_slices=model.batch_size):
-        chunk = chunk.to(model.device, torch.float32)
-        shared = network.shared(chunk)
+        shared = network.shared(chunk.slices.to(model.device, torch.float32))
+        weights = chunk.weights.double()
         for source in wanted:
             features = network.branches[source](shared) if network.branches else shared
             probabilities = torch.softmax(network.heads[source](features).double(), dim=1)
-            sums[source] += probabilities.sum(dim=0).cpu()
-        n_slices += chunk.shape[0]
+            sums[source] += weights @ probabilities.cpu()
+        total_weight += float(weights.sum())
     found = {}
     for source in wanted:
-        distribution = (sums[source] / n_slices).numpy()
+        distribution = (sums[source] / total_weight).numpy()
         order = np.argsort(-distribution, kind="stable")[: int(top_topics)]
         topics = []
         for index in order:

@@ -24,7 +24,7 @@ folder        a *feature dataset* for very large collections: Parquet parts
 Examples
 --------
 >>> import numpy as np, tempfile, os
->>> from mtlmusic.io import write_features, read_features
+>>> from mtlmusic.extraction.sinks import write_features, read_features
 >>> out = os.path.join(tempfile.mkdtemp(), "feats.npz")
 >>> _ = write_features(out, np.ones((2, 3), np.float32), ["a.mp3", "b.mp3"], ["f0", "f1", "f2"])
 >>> table = read_features(out)
@@ -37,16 +37,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, MtlmusicError
+from ..errors import ConfigError, MtlmusicError
+from ..files import atomic_path
 
 #: Output formats by file extension.
 FORMATS = (".npy", ".npz", ".csv", ".parquet")
@@ -107,41 +106,6 @@ def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> None:
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON sidecar of a ``.npy`` feature file: ``feats.npy`` -> ``feats.npy.json``."""
     return Path(f"{path}.json")
-
-
-#: Suffix of the temporary files of :func:`atomic_path` (a crash can leave one behind; it is never read).
-PARTIAL_SUFFIX = ".partial"
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; when the block succeeds, flush it to disk and rename it over ``path``.
-
-    A crash leaves either the old file or the new one, never a mix; the
-    temporary file (``.<name>.<random>.partial``) is removed on error.
-
-    >>> import tempfile, os
-    >>> target = os.path.join(tempfile.mkdtemp(), "x.txt")
-    >>> with atomic_path(target) as tmp:
-    ...     _ = open(tmp, "w").write("done")
-    >>> open(target).read()
-    'done'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_features(path: str | os.PathLike, features: np.ndarray, paths: Sequence[str],

@@ -5,8 +5,8 @@ import pytest
 from scipy import optimize, sparse
 
 from mtlmusic.errors import ConfigError
-from mtlmusic.evaluation import average_precision_at_k, content_als, evaluate_recommendation
-from mtlmusic.evaluation.protocols import _ap_at_k_rows
+from mtlmusic_training.evaluation import average_precision_at_k, content_als, evaluate_recommendation
+from mtlmusic_training.evaluation.protocols import _ap_at_k_rows
 
 
 def _objective(R, X, U, V, W, lv, lu, lw):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mtlmusic.errors import ConfigError
-from mtlmusic.evaluation import (
+from mtlmusic_training.evaluation import (
     EvalDataset,
     load_ballroom,
     load_fma_medium,

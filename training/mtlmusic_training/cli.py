@@ -9,6 +9,7 @@ Steps, each resumable::
     mtlmusic-train grid DATA RUNS --runs 1-90     # skips finished runs, resumes interrupted ones
     mtlmusic-train status RUNS
     mtlmusic-train export RUN_DIR -o model.safetensors
+    mtlmusic-train eval MODEL --dataset gtzan --root GTZAN   # transfer evaluation: 50 splits, mean and interval
 
 ``DATA`` is a folder with ``manifest.csv``, ``cache/``, ``scaler.npz`` and
 ``targets/<source>.npz``.
@@ -17,13 +18,18 @@ Steps, each resumable::
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-app = typer.Typer(help="Reproduce the study: mel cache, targets, design, training, export.",
+app = typer.Typer(help="Reproduce the study: mel cache, targets, design, training, export, evaluation.",
                   no_args_is_help=True, add_completion=False)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, whatever the terminal width
 
 
 def _write_prepared(prepared, data: Path, seed: int) -> None:
@@ -249,6 +255,85 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
     if output:
         output.write_text(json.dumps(rows, indent=2))
     typer.echo(score_table(rows))
+
+
+EVAL_DATASETS = ("gtzan", "fma", "ballroom", "irmas", "emotion-arousal", "emotion-valence", "jam",
+                 "labels-csv", "values-csv")
+
+
+@app.command("eval")
+def evaluate_command(
+    source: str = typer.Argument(..., help="Model name or .safetensors file, feature file, or baseline (mfcc, rand)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help=f"One of {', '.join(EVAL_DATASETS)}."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder; the likes file for jam; the CSV for labels-csv "
+                                                 "and values-csv."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache folder (default: "
+                                                              "$MTLMUSIC_HOME/eval or ~/.cache/mtlmusic/eval)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result (split scores included) "
+                                                                 "as JSON."),
+    tracks: Optional[Path] = typer.Option(None, "--tracks", help="jam: CSV mapping jam_id to audio path."),
+    subsample: Optional[float] = typer.Option(None, "--subsample", help="fma, irmas: stratified fraction to keep "
+                                                                        "(paper: 0.05 and 0.2)."),
+    repeats: int = typer.Option(5, "--repeats", help="Repetitions of the k-fold partition."),
+    folds: int = typer.Option(10, "--folds", help="Folds per repetition."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the splits."),
+    drop_failed: bool = typer.Option(False, "--drop-failed", help="Leave out tracks that cannot be read "
+                                                                  "instead of stopping."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
+    workers: int = typer.Option(max(1, (os.cpu_count() or 2) - 1), help="Decoding processes beside the network (0: none)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score a model, feature file or baseline on a dataset: mean and 95% interval over 50 splits.
+
+    Features are extracted once per (model, dataset) and kept in the cache folder.
+    """
+    from mtlmusic.errors import MtlmusicError
+    from mtlmusic.files import atomic_path
+
+    from .evaluation import (evaluate, load_ballroom, load_fma_medium, load_gtzan, load_irmas, load_labels_csv,
+                             load_mediaeval_emotion, load_thisismyjam, load_values_csv)
+    from .evaluation.run import default_cache_dir
+
+    loaders = {
+        "gtzan": lambda: load_gtzan(root),
+        "fma": lambda: load_fma_medium(root, subsample=subsample, seed=seed),
+        "ballroom": lambda: load_ballroom(root),
+        "irmas": lambda: load_irmas(root, subsample=subsample, seed=seed),
+        "emotion-arousal": lambda: load_mediaeval_emotion(root, "arousal"),
+        "emotion-valence": lambda: load_mediaeval_emotion(root, "valence"),
+        "jam": lambda: load_thisismyjam(root / "likes.tsv" if root.is_dir() else root, tracks),
+        "labels-csv": lambda: load_labels_csv(root),
+        "values-csv": lambda: load_values_csv(root),
+    }
+    if dataset not in loaders:
+        err_console.print(f"error: unknown dataset {dataset!r}; choose one of {', '.join(EVAL_DATASETS)}.",
+                          highlight=False, markup=False)
+        raise typer.Exit(2)
+    if dataset == "jam" and tracks is None:
+        err_console.print("error: --dataset jam needs --tracks, a CSV mapping jam_id to audio path.",
+                          highlight=False, markup=False)
+        raise typer.Exit(2)
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
+    try:
+        data = loaders[dataset]()
+        with Progress(TextColumn("[bold]features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, disable=quiet, transient=True) as progress:
+            task = progress.add_task("features", total=len(data))
+            result = evaluate(source, data, cache_dir=cache or default_cache_dir(), on_error="drop" if drop_failed
+                              else "raise", n_repeats=repeats, n_folds=folds, seed=seed, device=device,
+                              workers=workers, progress=lambda done, total: progress.update(task, completed=done))
+    except MtlmusicError as err:
+        err_console.print(f"error: {err}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    low, high = result.interval
+    sys.stdout.write(f"{data.name} ({len(data)} tracks), {source}: {result.metric} {result.mean:.4f} "
+                     f"(95% interval {low:.4f} to {high:.4f}, {result.n_splits} splits)\n")
+    if json_out is not None:
+        summary = {"source": source, "dataset": data.name, "n_tracks": len(data), **result.to_dict()}
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ the main process in blocks, so memory stays bounded whatever their length.
 
 Examples
 --------
->>> from mtlmusic.batch import extract_files
+>>> from mtlmusic.extraction import extract_files
 >>> # for result in extract_files(model, ["a.mp3", "b.flac"], workers=1):
 >>> #     print(result.path, result.error or result.features.shape)
 """
@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, audio_info
-from .errors import MtlmusicError
-from .frontend import LONG_AUDIO_SECONDS, Scaler, slice_start_times, track_slices
-from .model import Model, RunningStats
+from ..aggregation import SliceStats
+from ..audio import AUDIO_EXTENSIONS, audio_info
+from ..errors import MtlmusicError
+from ..frontend import LONG_AUDIO_SECONDS, Scaler, SliceChunk, slice_start_times, track_slices
+from ..model import Model
 
 
 @dataclass
@@ -128,9 +129,8 @@ def _prepare(path: Path, scaler: Scaler | None = None) -> tuple[str, object, flo
             seconds = info.duration
             if not seconds <= LONG_AUDIO_SECONDS:
                 return "long", None, seconds, []
-            chunks = list(track_slices(info, scaler=scaler, chunk_slices=1 << 20))
-            slices = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-            outcome: tuple[str, object] = ("slices", slices.numpy())
+            (chunk,) = track_slices(info, scaler=scaler, chunk_slices=1 << 20)
+            outcome: tuple[str, object] = ("slices", (chunk.slices.numpy(), chunk.weights.numpy()))
         except MtlmusicError as err:
             outcome = ("error", str(err))
         except Exception as err:  # a decoder crash must not stop a collection run
@@ -146,38 +146,40 @@ class _Batcher:
     def __init__(self, model: Model, keep_slices: bool):
         self.model = model
         self.keep_slices = keep_slices
-        self.pending: list[tuple[int, TrackResult, torch.Tensor]] = []
+        self.pending: list[tuple[int, TrackResult, SliceChunk]] = []
         self.n_pending = 0
 
-    def add(self, index: int, result: TrackResult, slices: torch.Tensor) -> list[int]:
+    def add(self, index: int, result: TrackResult, chunk: SliceChunk) -> list[int]:
         """Queue one track's slices; returns the indices of the tracks finished by this call."""
-        self.pending.append((index, result, slices))
-        self.n_pending += slices.shape[0]
+        self.pending.append((index, result, chunk))
+        self.n_pending += chunk.slices.shape[0]
         return self.flush() if self.n_pending >= self.model.batch_size else []
 
     def flush(self) -> list[int]:
         """Run everything queued; returns the indices of the finished tracks."""
         if not self.pending:
             return []
-        batch = torch.cat([slices for _, _, slices in self.pending])
+        batch = torch.cat([chunk.slices for _, _, chunk in self.pending])
         features = torch.cat([self.model.slice_features(part)
                               for part in batch.split(self.model.batch_size)]).cpu()
         done, start = [], 0
-        for index, result, slices in self.pending:
-            _finish(result, [features[start:start + slices.shape[0]]], self.keep_slices)
-            start += slices.shape[0]
+        for index, result, chunk in self.pending:
+            end = start + chunk.slices.shape[0]
+            _finish(result, [SliceChunk(features[start:end], chunk.weights)], self.keep_slices)
+            start = end
             done.append(index)
         self.pending, self.n_pending = [], 0
         return done
 
 
-def _finish(result: TrackResult, chunks: Iterable[torch.Tensor], keep_slices: bool) -> None:
-    stats = RunningStats()
+def _finish(result: TrackResult, chunks: Iterable[SliceChunk], keep_slices: bool) -> None:
+    """Aggregate a track's per-slice features (``chunks`` of network outputs and slice weights) into ``result``."""
+    stats = SliceStats()
     kept = []
     for chunk in chunks:
-        stats.add(chunk)
+        stats.add(chunk.slices, chunk.weights)
         if keep_slices:
-            kept.append(chunk.cpu())
+            kept.append(chunk.slices.cpu())
     result.features = stats.aggregate()
     result.times = slice_start_times(stats.count)
     if keep_slices:
@@ -186,7 +188,7 @@ def _finish(result: TrackResult, chunks: Iterable[torch.Tensor], keep_slices: bo
 
 def _stream_long(model: Model, result: TrackResult, keep_slices: bool) -> None:
     try:
-        _finish(result, model._slice_features(result.path, None), keep_slices)
+        _finish(result, model.track_features(result.path), keep_slices)
     except MtlmusicError as err:
         result.error = str(err)
 
@@ -265,7 +267,8 @@ def _ordered(model: Model, paths: list[Path], keep_slices: bool,
             _stream_long(model, result, keep_slices)
             done.add(index)
         else:
-            done.update(batcher.add(index, result, torch.from_numpy(payload)))
+            slices, weights = payload
+            done.update(batcher.add(index, result, SliceChunk(torch.from_numpy(slices), torch.from_numpy(weights))))
         while next_out in done:
             yield results[next_out]
             results[next_out] = None

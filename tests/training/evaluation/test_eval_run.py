@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 import mtlmusic
-import mtlmusic.batch
-from mtlmusic.cli import app
+import mtlmusic.extraction.engine
+from mtlmusic_training.cli import app
 from mtlmusic.errors import AudioError, ConfigError
-from mtlmusic.evaluation import (
+from mtlmusic_training.evaluation import (
     dataset_features,
     evaluate,
     evaluate_classification,
@@ -21,7 +21,7 @@ from mtlmusic.evaluation import (
     mfcc_features,
     rand_model,
 )
-from mtlmusic.io import write_features
+from mtlmusic.extraction.sinks import write_features
 
 SR = 22050
 SPLITS = {"n_repeats": 1, "n_folds": 3}
@@ -143,7 +143,7 @@ def test_features_are_cached_per_source_and_dataset(dataset, model_file, tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("extraction must not run")
 
-    monkeypatch.setattr(mtlmusic.batch, "extract_files", broken)
+    monkeypatch.setattr(mtlmusic.extraction.engine, "extract_files", broken)
     monkeypatch.setattr(mtlmusic, "load_model", broken)
     cached = dataset_features(model_file, dataset, cache_dir=cache)
     assert cached.from_cache

@@ -60,7 +60,7 @@ import torch
 
 from mtlmusic.audio import SAMPLE_RATE, stream_audio
 from mtlmusic.errors import AudioError, ConfigError, MtlmusicError
-from mtlmusic.io import PARTIAL_SUFFIX, atomic_path
+from mtlmusic.files import PARTIAL_SUFFIX, atomic_path
 from mtlmusic.frontend import AMIN, HOP_LENGTH, N_FFT, N_MELS, SLICE_FRAMES, TOP_DB, MelStream, Scaler, db_floor, \
     power_to_db
 

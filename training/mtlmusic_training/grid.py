@@ -36,7 +36,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlmusic.io import atomic_path
+from mtlmusic.files import atomic_path
 
 from .design import Run, design_runs
 from .melcache import MelCache
@@ -251,7 +251,7 @@ def _train_task(data_dir: str, runs_dir: str, run_id: int, epochs: int, device: 
 def _run_on_ray(data_dir, runs_dir, runs: list[Run], epochs, device, seed, address, gpus_per_run,
                 cpus_per_run, log, config) -> list[str]:
     """Each run a Ray task (retried when its worker dies); returns the names of the runs that failed."""
-    from mtlmusic.distributed import connect
+    from mtlmusic.extraction.distributed import connect
 
     ray = connect(address)
     if gpus_per_run is None:

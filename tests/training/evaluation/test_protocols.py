@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
 from mtlmusic.errors import ConfigError
-from mtlmusic.evaluation import EvaluationResult, evaluate_classification, evaluate_regression
+from mtlmusic_training.evaluation import EvaluationResult, evaluate_classification, evaluate_regression
 
 
 def _blobs(n_per_class=30, d=6, separation=3.0, n_classes=3, seed=0):

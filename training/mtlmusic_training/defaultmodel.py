@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlmusic.evaluation import EvalDataset, evaluate
+from mtlmusic_training.evaluation import EvalDataset, evaluate
 
 #: The evaluation tasks: name -> (corpus, label column, kind).
 TASKS = {

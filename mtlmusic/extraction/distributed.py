@@ -1,11 +1,11 @@
 """Extraction on a Ray cluster: the job of one machine, with its files spread over many workers.
 
-:func:`ray_extract_files` is a drop-in for :func:`mtlmusic.batch.extract_files`:
+:func:`ray_extract_files` is a drop-in for :func:`mtlmusic.extraction.engine.extract_files`:
 the files are cut into tasks of ``files_per_task``; each Ray worker receives the
 model once (through Ray's object store, so the nodes need neither the model file
 nor network access), keeps it for every later task, and runs the same front end
 and network as one machine does. Results come back per task and are checkpointed
-by :func:`mtlmusic.jobs.run_job` exactly as on one machine, so ``--engine ray``
+by :func:`mtlmusic.extraction.jobs.run_job` exactly as on one machine, so ``--engine ray``
 writes the same outputs, resumes the same way and reports failures in the same
 file.
 
@@ -18,7 +18,7 @@ file system, as on a Slurm or Kubernetes cluster with a common volume).
 
 Examples
 --------
->>> from mtlmusic.distributed import ray_extract_files
+>>> from mtlmusic.extraction import ray_extract_files
 >>> # for result in ray_extract_files(model, paths, address="auto"):
 >>> #     print(result.path, result.error or result.features.shape)
 """
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import torch
 
-from .batch import TrackResult, extract_files
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..model import Model, load_model
+from .engine import TrackResult, extract_files
 from .jobs import JobSummary, read_path_list, run_job
-from .model import Model
 
 #: What to run when Ray is missing.
 INSTALL_HINT = "pip install 'mtlmusic[ray]'"
@@ -124,7 +124,7 @@ def ray_extract_files(model: Model, paths: Iterable[str | os.PathLike], workers:
         Audio files, readable by every worker under the same name.
     workers : int
         Unused (Ray decides where and how many); kept so that this function
-        can stand in for :func:`~mtlmusic.batch.extract_files`.
+        can stand in for :func:`~mtlmusic.extraction.engine.extract_files`.
     keep_slices : bool
         Also return per-slice features and their start times.
     address : str, optional
@@ -204,18 +204,17 @@ def extract_on_ray(model: Model | str | os.PathLike, paths: Sequence[str | os.Pa
     ----------
     model : Model, or a model name or file
     paths : files and folders, or the path of a list of files (``.txt``, one per
-        line, or ``.csv`` with a ``path`` column; see :func:`mtlmusic.jobs.read_path_list`)
-    output, per_file, pattern, slices, overwrite, checkpoint_every, on_result : as :func:`mtlmusic.jobs.run_job`
+        line, or ``.csv`` with a ``path`` column; see :func:`mtlmusic.extraction.jobs.read_path_list`)
+    output, per_file, pattern, slices, overwrite, checkpoint_every, on_result : as :func:`mtlmusic.extraction.jobs.run_job`
     address, files_per_task, device, cpus_per_task, gpus_per_task : as :func:`ray_extract_files`
 
     Examples
     --------
-    >>> from mtlmusic.distributed import extract_on_ray
+    >>> from mtlmusic.extraction import extract_on_ray
     >>> # summary = extract_on_ray("default", "catalogue.txt", "features.npy", address="auto")
     >>> # summary.extracted, summary.failures
     """
     if not isinstance(model, Model):
-        from . import load_model
 
         model = load_model(model, device="cpu")
     if isinstance(paths, (str, os.PathLike)):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mtlmusic.errors import AudioError
-from mtlmusic.evaluation import mfcc_features
+from mtlmusic_training.evaluation import mfcc_features
 
 SR = 22050
 

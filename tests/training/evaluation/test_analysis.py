@@ -7,7 +7,7 @@ import pytest
 
 from mtlmusic.architectures import SOURCES, build_network, count_parameters
 from mtlmusic.errors import ConfigError
-from mtlmusic_training.analysis import (
+from mtlmusic_training.evaluation.analysis import (
     analyze,
     fit_mixed_model,
     load_results,

@@ -3,7 +3,7 @@
 Each loader returns an :class:`EvalDataset`: the audio paths, one per track, and the task's targets
 (class labels, real values or a users x tracks like matrix), after checking that the layout is
 complete. Loaders read metadata only; extracting features from ``dataset.paths`` and scoring them
-with :mod:`mtlmusic.evaluation.protocols` are separate steps.
+with :mod:`mtlmusic_training.evaluation.protocols` are separate steps.
 
 =======================  ==============  ===========================================================
 loader                   task            layout
@@ -37,18 +37,6 @@ from scipy import sparse
 
 from mtlmusic.errors import ConfigError
 
-__all__ = [
-    "EvalDataset",
-    "load_ballroom",
-    "load_fma_medium",
-    "load_gtzan",
-    "load_interactions_csv",
-    "load_irmas",
-    "load_labels_csv",
-    "load_mediaeval_emotion",
-    "load_thisismyjam",
-    "load_values_csv",
-]
 
 TASKS = ("classification", "regression", "recommendation")
 

@@ -76,7 +76,7 @@ import numpy as np
 
 from mtlmusic.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info, stream_audio
 from mtlmusic.errors import AudioError, ConfigError
-from mtlmusic.io import atomic_path
+from mtlmusic.files import atomic_path
 
 from .targets import SourceSpec, Targets, compute_targets, get_source, register_source, save_targets, targets_path
 

@@ -45,7 +45,7 @@ import scipy.sparse as sp
 
 from mtlmusic.architectures import DEFAULT_HEAD_SIZE, canonical_sources
 from mtlmusic.errors import ConfigError, MtlmusicError
-from mtlmusic.io import atomic_path
+from mtlmusic.files import atomic_path
 
 #: Kinds of learning source, i.e. how raw data become targets.
 KINDS = ("self", "plsa", "gmm", "tfidf_plsa", "artist_plsa")

@@ -67,7 +67,7 @@ indicator's coefficient (the score change from adding the source), its standard 
 
 Examples
 --------
->>> from mtlmusic_training.analysis import analyze
+>>> from mtlmusic_training.evaluation.analysis import analyze
 >>> report = analyze("results.csv", "analysis/")            # doctest: +SKIP
 >>> report.mixed_model.fixed.loc["x", "coef"]               # doctest: +SKIP
 0.0042
@@ -88,7 +88,7 @@ import torch
 
 from mtlmusic.architectures import SOURCES, build_network, canonical_architecture, count_parameters
 from mtlmusic.errors import ConfigError
-from mtlmusic.io import atomic_path
+from mtlmusic.files import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd

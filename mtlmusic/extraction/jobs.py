@@ -13,7 +13,7 @@ A job never loses work and never overwrites without being asked:
 
 Examples
 --------
->>> from mtlmusic.jobs import run_job
+>>> from mtlmusic.extraction import run_job
 >>> # summary = run_job(model, ["music/"], output="feats.npy", workers=1)
 >>> # summary.failures  -> [(path, reason), ...]
 """
@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .batch import TrackResult, extract_files, find_audio_files
-from .errors import ConfigError, MtlmusicError
-from .io import (atomic_path, check_format, read_features, read_manifest, read_part_paths, require_pyarrow,
-                 write_features, write_manifest)
-from .model import Model
+from .._version import __version__
+from ..errors import ConfigError, MtlmusicError
+from ..files import atomic_path
+from ..model import Model
+from .engine import TrackResult, extract_files, find_audio_files
+from .sinks import (check_format, read_features, read_manifest, read_part_paths, require_pyarrow, write_features,
+                    write_manifest)
 
 #: Longest time between two checkpoints, in seconds.
 SHARD_SECONDS = 60.0
@@ -55,7 +56,7 @@ class JobSummary:
 
 
 def read_path_list(path: str | os.PathLike) -> list[Path]:
-    """Audio paths listed in a file: a CSV with a ``path`` column (``.csv``), else one path per line.
+    r"""Audio paths listed in a file: a CSV with a ``path`` column (``.csv``), else one path per line.
 
     Blank lines and lines starting with ``#`` are skipped; relative paths are
     taken from the current directory, as ``tar -T`` does.
@@ -148,11 +149,11 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
     slices : per-slice rows with start times instead of one row per track
     overwrite : redo everything and replace existing outputs
     checkpoint_every : files per checkpoint shard (a checkpoint is also written every minute)
-    on_result : called with each :class:`~mtlmusic.batch.TrackResult`
+    on_result : called with each :class:`~mtlmusic.extraction.engine.TrackResult`
     on_start : called with the number of files to extract
     extract : the engine, called as ``extract(model, paths, workers=..., keep_slices=...)``:
-        :func:`~mtlmusic.batch.extract_files` on this machine, or
-        :func:`~mtlmusic.distributed.ray_extract_files` (options bound with
+        :func:`~mtlmusic.extraction.engine.extract_files` on this machine, or
+        :func:`~mtlmusic.extraction.distributed.ray_extract_files` (options bound with
         :func:`functools.partial`) on a Ray cluster
     """
     if output is None and per_file is None:
@@ -240,7 +241,7 @@ class _FileSink:
 
 
 class _DatasetSink:
-    """A feature dataset (see :mod:`mtlmusic.io`): a Parquet part per checkpoint, a manifest at the start and end.
+    """A feature dataset (see :mod:`mtlmusic.extraction.sinks`): a Parquet part per checkpoint, a manifest at the start and end.
 
     Each part is written atomically, so every part in the folder is complete and a
     rerun skips the tracks it holds. Nothing is kept in memory but the paths already

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from mtlmusic.architectures import build_network, model_name
 from mtlmusic.frontend import N_MELS, SLICE_FRAMES, Scaler
-from mtlmusic.io import atomic_path
+from mtlmusic.files import atomic_path
 from mtlmusic.modelfile import save_model_file
 
 from .melcache import MelCache, gpu_crops
