@@ -116,6 +116,11 @@ def _check_source_count(arch: str, sources: tuple[str, ...]) -> None:
 class MultiTaskNetwork(nn.Module):
     """Feature network(s) with per-task heads, shared up to a branch point.
 
+    The module keeps ``shared`` (stages common to all tasks), ``branches[source]``
+    (the rest of the feature network, per task; empty for MS-SR@FC and SS-R) and
+    ``heads[source]``. :meth:`features` gives the representation, :meth:`forward`
+    a task's logits.
+
     Parameters
     ----------
     architecture : str
@@ -125,11 +130,6 @@ class MultiTaskNetwork(nn.Module):
         softmax head of ``head_sizes.get(source, 50)`` outputs.
     head_sizes : mapping, optional
         Output size per source.
-
-    The module keeps ``shared`` (stages common to all tasks), ``branches[source]``
-    (the rest of the feature network, per task; empty for MS-SR@FC and SS-R) and
-    ``heads[source]``. :meth:`features` gives the representation, :meth:`forward`
-    a task's logits.
 
     Examples
     --------

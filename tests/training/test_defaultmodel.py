@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import soundfile as sf
 
-from mtlmusic_training.defaultmodel import evaluate_on_open_corpus, held_out_datasets, score_table
+from mtlmusic_training.corpus.heldout import evaluate_on_open_corpus, held_out_datasets, score_table
 
 
 def _corpus(root):

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from mtlmusic.errors import ConfigError
-from mtlmusic_training import opencorpus as oc
+from mtlmusic_training import corpus as oc
 from mtlmusic_training import targets as tg
 from samples import tone
 

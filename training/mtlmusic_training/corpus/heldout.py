@@ -1,6 +1,6 @@
 """The default model's recipe: held-out evaluation on the open corpus and the model card.
 
-The open corpus (:mod:`mtlmusic_training.opencorpus`) is split by track and piece.
+The open corpus (:mod:`mtlmusic_training.corpus`) is split by track and piece.
 Its ``test`` part never reaches training (no audio, no targets); its labels
 define the evaluation tasks:
 
@@ -19,20 +19,21 @@ protocol (linear SVM or RBF SVR, 5 x 10-fold cross-validation).
 
 Examples
 --------
->>> # rows = evaluate_on_open_corpus("corpus", {"default": "model.safetensors"})
->>> # print(score_table(rows))
+>>> rows = evaluate_on_open_corpus("corpus", {"default": "model.safetensors", "mfcc": "mfcc"})  # doctest: +SKIP
+>>> print(score_table(rows))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from mtlmusic_training.evaluation import EvalDataset, evaluate
+from ..datasets import Manifest
+from ..evaluation import EvalDataset, evaluate
+from ._io import read_table
 
 #: The evaluation tasks: name -> (corpus, label column, kind).
 TASKS = {
@@ -43,29 +44,46 @@ TASKS = {
 
 
 def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dict[str, EvalDataset]:
-    """The evaluation tasks over the ``split`` tracks of a built open corpus (``manifest.csv``, ``metadata.csv``)."""
+    """The evaluation tasks over the ``split`` tracks of a built open corpus.
+
+    Parameters
+    ----------
+    corpus_dir : str or path-like
+        The corpus folder, with ``manifest.csv`` (relative paths are relative to it) and ``metadata.csv``.
+    split : str
+        The split whose tracks are evaluated.
+
+    Returns
+    -------
+    dict
+        Task name -> :class:`~mtlmusic_training.evaluation.EvalDataset`, for the tasks of
+        :data:`TASKS` that have labelled tracks in ``split``; ``tempo`` values are
+        ``log2(bpm_label / 120)``.
+
+    Examples
+    --------
+    >>> sorted(held_out_datasets("corpus"))  # doctest: +SKIP
+    ['soundtrack', 'style', 'tempo']
+    """
     corpus_dir = Path(corpus_dir)
-    with open(corpus_dir / "manifest.csv", newline="") as f:
-        manifest = {row["track_id"]: row for row in csv.DictReader(f)}
-    with open(corpus_dir / "metadata.csv", newline="") as f:
-        metadata = [row for row in csv.DictReader(f) if manifest.get(row["track_id"], {}).get("split") == split]
+    manifest = Manifest.load(corpus_dir / "manifest.csv")
+    paths = {track_id: path for (track_id, path), in_split in zip(manifest.items(), manifest.splits)
+             if in_split == split}
+    metadata = read_table(corpus_dir / "metadata.csv")
+    metadata = metadata[metadata["track_id"].isin(list(paths))]
     datasets = {}
     for task, (corpus, column, kind) in TASKS.items():
-        rows = [row for row in metadata if row["corpus"] == corpus and row[column] not in ("", None)]
-        if not rows:
+        rows = metadata[(metadata["corpus"] == corpus) & metadata[column].notna() & (metadata[column] != "")]
+        if rows.empty:
             continue
-        paths = tuple(_absolute(corpus_dir, manifest[row["track_id"]]["path"]) for row in rows)
-        ids = tuple(row["track_id"] for row in rows)
+        ids = tuple(rows["track_id"])
+        track_paths = tuple(paths[track_id] for track_id in ids)
         if kind == "classification":
-            datasets[task] = EvalDataset(task, kind, paths, ids, labels=np.array([row[column] for row in rows]))
+            datasets[task] = EvalDataset(task, kind, track_paths, ids, labels=np.array(rows[column].tolist()))
         else:
-            bpm = np.array([float(row[column]) for row in rows])
-            datasets[task] = EvalDataset(task, kind, paths, ids, values=np.log2(bpm / 120.0))
+            bpm = rows[column].to_numpy(dtype=np.float64)
+            datasets[task] = EvalDataset(task, kind, track_paths, ids, values=np.log2(bpm / 120.0))
     return datasets
-
-
-def _absolute(corpus_dir: Path, path: str) -> Path:
-    return Path(path) if Path(path).is_absolute() else corpus_dir / path
 
 
 def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapping[str, object],
@@ -73,7 +91,30 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
                             seed: int = 0, workers: int = 0) -> list[dict]:
     """Score each representation (name -> model, model file, ``"rand"`` or ``"mfcc"``) on every held-out task.
 
-    Returns rows with ``task``, ``representation``, ``metric``, ``mean``, ``low``, ``high``, ``n_tracks``.
+    Parameters
+    ----------
+    corpus_dir : str or path-like
+        A built open corpus (see :func:`held_out_datasets`).
+    representations : mapping
+        Name -> anything :func:`~mtlmusic_training.evaluation.evaluate` takes as its source.
+    cache_dir : str or path-like, optional
+        Feature cache folder.
+    n_repeats, seed : int
+        Split design of the protocol (``n_repeats`` x 10 folds).
+    workers : int
+        Decoding processes beside the network.
+
+    Returns
+    -------
+    list of dict
+        One row per task and representation: ``task``, ``representation``, ``metric``,
+        ``mean``, ``low``, ``high`` (the 95 % interval) and ``n_tracks``.
+
+    Examples
+    --------
+    >>> rows = evaluate_on_open_corpus("corpus", {"mfcc": "mfcc"}, n_repeats=1)  # doctest: +SKIP
+    >>> sorted({row["task"] for row in rows})  # doctest: +SKIP
+    ['soundtrack', 'style', 'tempo']
     """
     rows = []
     for task, dataset in held_out_datasets(corpus_dir).items():
@@ -86,7 +127,27 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
 
 
 def score_table(rows: list[dict]) -> str:
-    """A Markdown table of :func:`evaluate_on_open_corpus` rows: one line per task, one column per representation."""
+    """A Markdown table of :func:`evaluate_on_open_corpus` rows: one line per task, one column per representation.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of :func:`evaluate_on_open_corpus`.
+
+    Returns
+    -------
+    str
+        The table; each task's best mean is in bold, followed by its 95 % interval.
+
+    Examples
+    --------
+    >>> rows = [{"task": "style", "representation": r, "metric": "accuracy", "mean": m, "low": m - 0.1,
+    ...          "high": m + 0.1, "n_tracks": 75} for r, m in (("default", 0.5), ("mfcc", 0.6))]
+    >>> print(score_table(rows))
+    | task (tracks, metric) | default | mfcc |
+    |---|---|---|
+    | style (75, accuracy) | 0.500 [0.400, 0.600] | **0.600** [0.500, 0.700] |
+    """
     names = list(dict.fromkeys(row["representation"] for row in rows))
     tasks = list(dict.fromkeys(row["task"] for row in rows))
     lines = ["| task (tracks, metric) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -103,8 +164,26 @@ def score_table(rows: list[dict]) -> str:
 def model_card(config: Mapping, rows: list[dict], corpus_summary: str = "") -> str:
     """The model card (Markdown with the hub's metadata header) of a model trained on the open corpus.
 
-    ``config`` is the model file's config (its ``info`` holds the training recipe and history);
-    ``rows`` are :func:`evaluate_on_open_corpus` rows for the model and the baselines.
+    Parameters
+    ----------
+    config : mapping
+        The model file's config; its ``info`` holds the training recipe and history.
+    rows : list of dict
+        :func:`evaluate_on_open_corpus` rows for the model and the baselines.
+    corpus_summary : str
+        Text put under "Data and licences", e.g. the printed
+        :func:`~mtlmusic_training.corpus.corpus_summary`.
+
+    Returns
+    -------
+    str
+        The card, as ``docs/models/default.md`` holds it.
+
+    Examples
+    --------
+    >>> card = model_card(config, rows)  # doctest: +SKIP
+    >>> card.splitlines()[0]  # doctest: +SKIP
+    '---'
     """
     info = config.get("info", {})
     training = info.get("training", {})

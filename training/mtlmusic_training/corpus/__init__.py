@@ -1,0 +1,80 @@
+"""An open training corpus: Debian game soundtracks plus music21 scores rendered with FluidSynth.
+
+The study's training data (Million Song Dataset previews with Last.fm, Echo Nest,
+musiXmatch and CDR targets) cannot be had here, so the project's own models are
+trained on real music that any Debian machine can install. The recipe has four
+steps, each resumable and each writing into one corpus folder:
+
+1. :func:`build_soundtrack_corpus` (:mod:`.soundtracks`) lists the music of eight
+   Debian soundtrack packages (recorded, produced audio; GPL, CC-BY and CC-BY-SA
+   licences) with their soundtrack, composer (Vorbis tags), duration and licence
+   (the package's ``debian/copyright``). The audio stays where the packages put it.
+2. :func:`build_music21_corpus` (:mod:`.renders`) renders pieces of five styles of
+   the music21 corpus (Bach chorales, Palestrina, Monteverdi madrigals, Trecento,
+   Classical string quartets) with FluidSynth, one General MIDI program per piece
+   drawn independently of the style and a tempo drawn independently of the style.
+3. :func:`build_manifest` (:mod:`.splits`) splits both into train / valid / test by
+   track or work (never by slice), stratified by soundtrack or style.
+4. :func:`compute_audio_descriptors` (:mod:`.descriptors`) computes
+   algorithm-derived descriptors of every track and :func:`compute_opencorpus_targets`
+   (:mod:`.sources`) turns them, and the composer labels, into the learning targets
+   of :mod:`mtlmusic_training.targets`.
+
+:func:`build_open_corpus` (:mod:`.build`) runs all four;
+:func:`compute_timbre_targets` (:mod:`.timbre`) adds the ``timbre`` source, and
+:mod:`.heldout` (not imported here: it loads the evaluation stack) scores models
+on the held-out part and writes the default model's card. Getting the
+soundtrack packages takes no installation of the games (about 960 minutes of
+music)::
+
+    apt-get update
+    mkdir -p ~/open-music && cd ~/open-music
+    apt-get download warzone2100-music ufoai-music planetblupi-music-ogg wesnoth-1.16-music \\
+        nexuiz-music singularity-music hyperrogue-music asc-music
+    for f in *.deb; do dpkg -x "$f" "x/${f%%_*}"; done
+    find x -name '*.pk3' -execdir unzip -oq {} \\;
+
+Rendering needs ``apt-get install fluidsynth fluid-soundfont-gm`` and
+``pip install music21 mido``.
+
+Learning sources (see :data:`OPEN_SOURCES` and :func:`compute_opencorpus_targets`)
+    ``self`` (no stored targets), ``bpm`` (beat-tracked tempo, the study's Gaussian
+    mixture), ``onset`` (onset rate, Gaussian mixture), ``chroma`` (pLSA of a
+    histogram of local keys), ``tempogram`` (pLSA of a tempogram histogram),
+    ``composer`` (label distribution of the Wesnoth composers) and ``timbre`` (pLSA
+    of bags of MFCC words). ``soundtrack`` and ``style`` are the held-out evaluation
+    labels and are not training sources unless asked for explicitly.
+
+Examples
+--------
+>>> from mtlmusic_training.corpus import STYLES, split_tracks
+>>> STYLES
+('bach', 'palestrina', 'monteverdi', 'trecento', 'quartet')
+>>> import pandas as pd
+>>> table = pd.DataFrame({"track_id": list("abcdefghij"), "group": list("abcdefghij"), "stratum": ["x"] * 10})
+>>> split_tracks(table, seed=0).value_counts().to_dict()
+{'train': 7, 'test': 2, 'valid': 1}
+"""
+
+from ._io import METADATA_COLUMNS
+from .build import build_open_corpus
+from .descriptors import (ANALYSIS_SECONDS, DESCRIPTOR_VERSION, HOP_LENGTH, KEY_NAMES, KEY_WINDOW_SECONDS, TEMPO_EDGES,
+                          Descriptors, analysis_audio, compute_audio_descriptors, describe_audio, load_descriptors)
+from .renders import (BPM_RANGE, DEFAULT_PROGRAMS, DEFAULT_SOUNDFONT, MUSIC21_LICENCE, STYLES, build_music21_corpus,
+                      music21_candidates, render_score)
+from .soundtracks import SOUNDTRACK_PACKAGES, build_soundtrack_corpus, licence_for
+from .sources import (COMPOSER_SOUNDTRACKS, DEFAULT_TARGET_SOURCES, LABEL_SMOOTHING, LABEL_SOURCES, OPEN_SOURCES,
+                      compute_opencorpus_targets, label_targets, register_opencorpus_sources)
+from .splits import DEFAULT_FRACTIONS, build_manifest, corpus_summary, split_tracks
+from .timbre import TIMBRE_TOPICS, TIMBRE_WORDS, compute_timbre_targets
+
+__all__ = [
+    "ANALYSIS_SECONDS", "BPM_RANGE", "COMPOSER_SOUNDTRACKS", "DEFAULT_FRACTIONS", "DEFAULT_PROGRAMS",
+    "DEFAULT_SOUNDFONT", "DEFAULT_TARGET_SOURCES", "DESCRIPTOR_VERSION", "HOP_LENGTH", "KEY_NAMES",
+    "KEY_WINDOW_SECONDS", "LABEL_SMOOTHING", "LABEL_SOURCES", "METADATA_COLUMNS", "MUSIC21_LICENCE", "OPEN_SOURCES",
+    "SOUNDTRACK_PACKAGES", "STYLES", "TEMPO_EDGES", "TIMBRE_TOPICS", "TIMBRE_WORDS", "Descriptors",
+    "analysis_audio", "build_manifest", "build_music21_corpus", "build_open_corpus", "build_soundtrack_corpus",
+    "compute_audio_descriptors", "compute_opencorpus_targets", "compute_timbre_targets", "corpus_summary",
+    "describe_audio", "label_targets", "licence_for", "load_descriptors", "music21_candidates",
+    "register_opencorpus_sources", "render_score", "split_tracks",
+]
