@@ -22,6 +22,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: How track vectors are made, recorded with every feature table: tables made otherwise
+#: (by earlier versions, which counted a padded final slice fully) are never mixed with these.
+AGGREGATION = "slice-weighted mean and std"
+
 
 class SliceStats:
     """Weighted mean and population std over slices, accumulated chunk by chunk (float64).

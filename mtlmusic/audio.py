@@ -13,11 +13,18 @@ Decoding
 Channel policy
     Stereo is kept. Mono is duplicated to both channels. More than two channels
     are downmixed to two: 3 (L, R, C), 5 (L, R, C, Ls, Rs), 6 (5.1: L, R, C,
-    LFE, Ls, Rs) and 8 (7.1: L, R, C, LFE, Ls, Rs, Lb, Rb) channels follow the
-    ITU-R BS.775 downmix (centre and surrounds at -3 dB, LFE dropped); any other
-    count sends even-numbered channels to the left and odd-numbered ones to the
-    right. Every downmix is normalised so that a signal present identically in
-    all channels keeps its level.
+    LFE, Ls, Rs), 7 (6.1: L, R, C, LFE, Cs, Ls, Rs) and 8 (7.1: L, R, C, LFE,
+    Ls, Rs, Lb, Rb) channels follow the ITU-R BS.775 downmix (centre and
+    surrounds at -3 dB, a centre surround at -6 dB to each side, LFE dropped);
+    any other count sends even-numbered channels to the left and odd-numbered
+    ones to the right. Every downmix is normalised so that a signal present
+    identically in all channels keeps its level.
+
+    Those channel orders are WAV's (WAVE_FORMAT_EXTENSIBLE), which FLAC, arrays
+    and everything ffmpeg decodes follow. Ogg Vorbis and Opus streams read by
+    libsndfile come in the Vorbis order instead (Vorbis I specification, section
+    4.3.9; Opus channel mapping family 1), e.g. 5.1 as L, C, R, Ls, Rs, LFE:
+    their channels are downmixed by what they are, not by their position.
 
 Resampling
     soxr at high quality, as ``librosa.resample(res_type="soxr_hq")``. Long files
@@ -35,6 +42,7 @@ Examples
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 import subprocess
@@ -47,7 +55,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, DecoderNotFoundError
+from .errors import AudioError, ConfigError, DecoderNotFoundError
 
 #: Sample rate of the network's input.
 SAMPLE_RATE = 22050
@@ -60,29 +68,50 @@ AUDIO_EXTENSIONS = frozenset({
 BLOCK_FRAMES = 1 << 18
 
 _SQRT_HALF = float(np.sqrt(0.5))
-# ITU-R BS.775 downmix matrices (2 x channels), by channel count.
+# ITU-R BS.775 downmix matrices (2 x channels) for channels in WAV order, by channel count.
 _ITU_DOWNMIX = {
     3: [[1, 0, _SQRT_HALF], [0, 1, _SQRT_HALF]],
     5: [[1, 0, _SQRT_HALF, _SQRT_HALF, 0], [0, 1, _SQRT_HALF, 0, _SQRT_HALF]],
     6: [[1, 0, _SQRT_HALF, 0, _SQRT_HALF, 0], [0, 1, _SQRT_HALF, 0, 0, _SQRT_HALF]],
+    7: [[1, 0, _SQRT_HALF, 0, 0.5, _SQRT_HALF, 0], [0, 1, _SQRT_HALF, 0, 0.5, 0, _SQRT_HALF]],
     8: [[1, 0, _SQRT_HALF, 0, _SQRT_HALF, 0, _SQRT_HALF, 0],
         [0, 1, _SQRT_HALF, 0, 0, _SQRT_HALF, 0, _SQRT_HALF]],
 }
+# Where each channel of a Vorbis-order stream sits in WAV order, by channel count (Vorbis I, section 4.3.9).
+_VORBIS_TO_WAV = {
+    3: [0, 2, 1],                  # L C R
+    5: [0, 2, 1, 3, 4],            # L C R Ls Rs
+    6: [0, 2, 1, 4, 5, 3],         # L C R Ls Rs LFE
+    7: [0, 2, 1, 5, 6, 4, 3],      # L C R Ls Rs Cs LFE
+    8: [0, 2, 1, 6, 7, 4, 5, 3],   # L C R Ls Rs Lb Rb LFE
+}
+#: Channel orders :func:`downmix_matrix` knows.
+CHANNEL_ORDERS = ("wav", "vorbis")
 
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file holds before decoding: native sample rate, channel count and duration in seconds."""
+    """What a file holds before decoding: native sample rate, channel count and duration in seconds.
+
+    ``decoder`` is ``"soundfile"`` or ``"ffmpeg"``; ``channel_order`` (one of
+    :data:`CHANNEL_ORDERS`) is the order in which that decoder delivers the
+    channels: ``"vorbis"`` for Ogg Vorbis and Opus read by libsndfile, ``"wav"``
+    otherwise.
+    """
 
     path: Path
     sample_rate: int
     channels: int
     duration: float
-    decoder: str  # "soundfile" or "ffmpeg"
+    decoder: str
+    channel_order: str = "wav"
 
 
-def downmix_matrix(channels: int) -> np.ndarray:
+def downmix_matrix(channels: int, order: str = "wav") -> np.ndarray:
     """The ``(2, channels)`` matrix that maps ``channels`` input channels to stereo.
+
+    ``order`` is the order of the input channels: ``"wav"`` (L, R, C, LFE, ...)
+    or ``"vorbis"`` (L, C, R, ..., the order of Ogg Vorbis and Opus streams).
 
     >>> downmix_matrix(1)
     array([[1.],
@@ -90,7 +119,12 @@ def downmix_matrix(channels: int) -> np.ndarray:
     >>> downmix_matrix(4).round(2)
     array([[0.5, 0. , 0.5, 0. ],
            [0. , 0.5, 0. , 0.5]], dtype=float32)
+    >>> downmix_matrix(3, order="vorbis").round(2)  # L C R
+    array([[0.59, 0.41, 0.  ],
+           [0.  , 0.41, 0.59]], dtype=float32)
     """
+    if order not in CHANNEL_ORDERS:
+        raise ConfigError(f"Unknown channel order {order!r}: use one of {list(CHANNEL_ORDERS)}.")
     if channels < 1:
         raise AudioError("Audio must have at least one channel.")
     if channels == 1:
@@ -103,6 +137,8 @@ def downmix_matrix(channels: int) -> np.ndarray:
         matrix = np.zeros((2, channels))
         matrix[0, 0::2] = 1.0
         matrix[1, 1::2] = 1.0
+    if order == "vorbis" and channels in _VORBIS_TO_WAV:
+        matrix = matrix[:, _VORBIS_TO_WAV[channels]]
     return (matrix / matrix.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -123,13 +159,11 @@ def validate_array(y, sr: int | None) -> np.ndarray:
     """Check a waveform array and return it as float32 channels-first ``(channels, n)``.
 
     Accepts ``(n,)`` (mono) or ``(channels, n)``, like librosa. Raises
-    :class:`~mtlmusic.errors.AudioError` for a missing ``sr``, an empty array,
-    non-finite values or an array that looks transposed.
+    :class:`~mtlmusic.errors.AudioError` for a missing or invalid ``sr`` (see
+    :func:`check_sample_rate`), an empty array, non-finite values or an array
+    that looks transposed.
     """
-    if sr is None:
-        raise AudioError("An audio array needs its sample rate: pass sr=..., e.g. extract(y, sr=44100).")
-    if not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise AudioError(f"Sample rate must be a positive integer, got {sr!r}.")
+    check_sample_rate(sr)
     y = np.asarray(y)
     if y.dtype.kind not in "fiu":
         raise AudioError(f"Audio array must be numeric, got dtype {y.dtype}.")
@@ -148,6 +182,30 @@ def validate_array(y, sr: int | None) -> np.ndarray:
         raise AudioError("Audio array contains NaN or infinite values; clean or replace them first "
                          "(e.g. np.nan_to_num(y)).")
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def check_sample_rate(sr) -> int:
+    """The sample rate of an audio array as an ``int``.
+
+    A whole number of Hz, as an int or a float (``librosa.load`` and
+    ``soundfile.info`` may give ``22050.0``), numpy scalars included. Raises
+    :class:`~mtlmusic.errors.AudioError` for a missing, non-numeric,
+    fractional or non-positive rate.
+
+    >>> check_sample_rate(22050.0)
+    22050
+    """
+    if sr is None:
+        raise AudioError("An audio array needs its sample rate: pass sr=..., e.g. extract(y, sr=44100).")
+    if isinstance(sr, (bool, np.bool_)) or not isinstance(sr, numbers.Real):
+        raise AudioError(f"Sample rate must be a number of samples per second such as 44100, got {sr!r}.")
+    rate = float(sr)
+    if not (np.isfinite(rate) and rate > 0):
+        raise AudioError(f"Sample rate must be positive, got {sr!r}; pass the rate of the array, e.g. sr=44100.")
+    if not rate.is_integer():
+        raise AudioError(f"Sample rate must be a whole number of Hz, got {sr!r}; pass the rate the audio was "
+                         "decoded or recorded at, e.g. sr=44100 (resample fractional rates yourself first).")
+    return int(rate)
 
 
 def _int_to_float(y: np.ndarray) -> np.ndarray:
@@ -174,8 +232,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
         if info.frames > 0 and info.samplerate > 0:
+            order = "vorbis" if info.format == "OGG" and info.subtype in ("VORBIS", "OPUS") else "wav"
             return AudioInfo(path, int(info.samplerate), int(info.channels),
-                             info.frames / info.samplerate, "soundfile")
+                             info.frames / info.samplerate, "soundfile", order)
         soundfile_error = "no audio frames"
     except (sf.LibsndfileError, RuntimeError) as err:
         soundfile_error = str(err).split(": ", 1)[-1]
@@ -264,7 +323,7 @@ def stream_audio(path: str | os.PathLike | AudioInfo, block_frames: int = BLOCK_
     22050
     """
     info = path if isinstance(path, AudioInfo) else audio_info(path)
-    matrix = downmix_matrix(info.channels)
+    matrix = downmix_matrix(info.channels, info.channel_order)
     resampler = (None if info.sample_rate == SAMPLE_RATE else
                  soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 2, dtype="float32", quality="HQ"))
     decoded = 0
@@ -300,7 +359,8 @@ def load_audio(source, sr: int | None = None) -> np.ndarray:
     source : str, path-like or array
         An audio file, or a waveform ``(n,)`` / ``(channels, n)``.
     sr : int, optional
-        Sample rate of an array (required for arrays, ignored for files).
+        Sample rate of an array (required for arrays, ignored for files); a
+        whole-valued float such as ``22050.0`` is accepted.
 
     Returns
     -------
@@ -317,4 +377,4 @@ def load_audio(source, sr: int | None = None) -> np.ndarray:
         blocks = list(stream_audio(source))
         return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
     y = validate_array(source, sr)
-    return resample(to_stereo(y), int(sr))
+    return resample(to_stereo(y), check_sample_rate(sr))

@@ -10,7 +10,6 @@ Exit codes of ``mtlmusic-extract`` (and ``mtlmusic extract``):
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,10 +29,6 @@ extract_app = typer.Typer(add_completion=False)
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, whatever the terminal width
 
 
-def _default_workers() -> int:
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
 def extract(
     inputs: Optional[list[Path]] = typer.Argument(None, help="Audio files and/or folders (searched recursively)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
@@ -43,7 +38,9 @@ def extract(
     model_name: str = typer.Option("default", "--model", "-m", help="Model name or .safetensors file."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
     batch_size: int = typer.Option(64, help="Slices per forward pass."),
-    workers: int = typer.Option(_default_workers(), help="Decoding processes running beside the network (0: none)."),
+    workers: Optional[int] = typer.Option(None, min=0, show_default=False,
+                                          help="Decoding processes running beside the network (0: none; "
+                                               "default: one per core but one, fewer for a few files)."),
     glob: Optional[str] = typer.Option(None, "--glob", help="Only files in folders whose relative path matches, e.g. '*.mp3'."),
     slices: bool = typer.Option(False, "--slices", help="One row per 2.5 s slice, with its start time."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo everything and replace existing outputs."),
@@ -68,12 +65,16 @@ def extract(
     from functools import partial
 
     from .extraction import extract_files, read_path_list, run_job
+    from .extraction.engine import engine_setup, keep_freed_memory
     from .model import load_model
 
     import torch
 
-    # One intra-op thread per core left to the network: oversubscribed cores make torch far slower.
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
+    keep_freed_memory()  # this process is ours: let malloc keep freed blocks (workers do it themselves)
+    if workers is not None:
+        # One intra-op thread per core left to the network: oversubscribed cores make torch far slower.
+        # Without --workers, the engine chooses both from the cores and the number of files (engine_setup).
+        torch.set_num_threads(engine_setup(workers).threads)
     try:
         inputs = list(inputs or [])
         if files_from is not None:

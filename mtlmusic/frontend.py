@@ -226,6 +226,104 @@ class Scaler:
         """A scaler that leaves dB values unchanged (mean 0, std 1)."""
         return cls(torch.zeros(N_MELS), torch.ones(N_MELS))
 
+    @classmethod
+    def fit(cls, frames: Iterable) -> "Scaler":
+        """The scaler of some dB frames: per-bin mean and population std, both channels pooled.
+
+        Parameters
+        ----------
+        frames : iterable of array-like, each of shape (..., 128)
+            dB mel frames in parts of any size (a track's ``(2, frames, 128)``, say);
+            accumulated by :class:`ScalerStats`, so memory does not grow with their number.
+
+        Raises
+        ------
+        ValueError
+            If there are no frames at all.
+
+        Examples
+        --------
+        >>> scaler = Scaler.fit([torch.full((2, 10, 128), -20.0), torch.full((2, 10, 128), -40.0)])
+        >>> scaler.mean[0].item(), scaler.std[0].item()
+        (-30.0, 10.0)
+        """
+        stats = ScalerStats()
+        for part in frames:
+            stats.update(part)
+        return stats.scaler()
+
+    def to(self, device: str | torch.device) -> "Scaler":
+        """The same scaler with its tensors on ``device``.
+
+        >>> Scaler.identity().to("cpu").mean.device
+        device(type='cpu')
+        """
+        return Scaler(self.mean.to(device), self.std.to(device))
+
+
+class ScalerStats:
+    """Running per-mel-bin mean and variance of dB frames, for :class:`Scaler` statistics.
+
+    Every part's mean and sum of squared deviations are computed in float64 and
+    merged into the running ones with Chan et al.'s parallel update, which stays
+    accurate where sums of squares minus squared sums lose their digits (dB values
+    are large and close together). Both channels are pooled: a ``(2, n, 128)``
+    part adds ``2 n`` frames.
+
+    Attributes
+    ----------
+    count : int
+        Frames added so far.
+    mean : ndarray of float64, shape (128,)
+    m2 : ndarray of float64, shape (128,)
+        Sums of squared deviations from ``mean``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats = ScalerStats()
+    >>> stats.update(np.full((2, 3, 128), 1.0))
+    >>> stats.update(torch.full((2, 1, 128), 5.0))
+    >>> stats.count, float(stats.mean[0]), round(stats.scaler().std[0].item(), 4)
+    (8, 2.0, 1.7321)
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.mean = np.zeros(N_MELS)
+        self.m2 = np.zeros(N_MELS)
+
+    def update(self, frames) -> None:
+        """Add frames: an array or tensor of shape ``(..., 128)``."""
+        if isinstance(frames, torch.Tensor):
+            frames = frames.detach().to("cpu", torch.float64).numpy()
+        values = np.asarray(frames, dtype=np.float64)
+        if values.ndim == 0 or values.shape[-1] != N_MELS:
+            raise ValueError(f"Frames must have {N_MELS} mel bins in their last axis, got shape {values.shape}.")
+        values = values.reshape(-1, N_MELS)
+        n = len(values)
+        if n == 0:
+            return
+        part_mean = values.mean(axis=0)
+        part_m2 = np.square(values - part_mean).sum(axis=0)
+        total = self.count + n
+        delta = part_mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + part_m2 + np.square(delta) * (self.count * n / total)
+        self.count = total
+
+    def scaler(self) -> Scaler:
+        """The :class:`Scaler` of the frames so far (population standard deviation, float32).
+
+        Raises
+        ------
+        ValueError
+            If no frame was added.
+        """
+        if self.count == 0:
+            raise ValueError("Cannot fit a scaler without frames.")
+        return Scaler(torch.from_numpy(self.mean).float(), torch.from_numpy(np.sqrt(self.m2 / self.count)).float())
+
 
 def slice_frames(x: torch.Tensor, pad_value: float) -> torch.Tensor:
     """Cut ``(2, frames, 128)`` into non-overlapping ``(n, 2, 216, 128)`` slices.
@@ -267,19 +365,25 @@ def track_slices(source, sr: int | None = None, scaler: Scaler | None = None,
     >>> [tuple(c.slices.shape) for c in chunks], round(chunks[0].weights[-1].item() * 216)  # real frames
     ([(3, 2, 216, 128)], 85)
     """
-    scaler = scaler or Scaler.identity()
+    frames, max_power = _track_power(source, sr, device)
+    yield from _standardized_slices(frames, max_power, scaler or Scaler.identity(), chunk_slices)
+
+
+def _track_power(source, sr: int | None, device) -> tuple[Iterable[torch.Tensor], float]:
+    """A track's power mel frames, chunk by chunk, and its loudest bin (the ``top_db`` reference).
+
+    Files longer than :data:`LONG_AUDIO_SECONDS` (or of unknown length) are decoded
+    twice, the first time only to find the loudest bin, rather than held in memory.
+    """
     if isinstance(source, (str, os.PathLike, AudioInfo)):
         info = source if isinstance(source, AudioInfo) else audio_info(source)
         if not info.duration <= LONG_AUDIO_SECONDS:  # also when the duration is unknown (NaN)
             max_power = max(chunk.max().item() for chunk in _mel_chunks(stream_audio(info), device))
-            frames: Iterable[torch.Tensor] = _mel_chunks(stream_audio(info), device)
-        else:
-            frames = list(_mel_chunks(stream_audio(info), device))
-            max_power = max(chunk.max().item() for chunk in frames)
+            return _mel_chunks(stream_audio(info), device), max_power
+        frames = list(_mel_chunks(stream_audio(info), device))
     else:
         frames = list(_mel_chunks([load_audio(source, sr)], device))
-        max_power = max(chunk.max().item() for chunk in frames)
-    yield from _standardized_slices(frames, max_power, scaler, chunk_slices)
+    return frames, max(chunk.max().item() for chunk in frames)
 
 
 def _mel_chunks(blocks: Iterable[np.ndarray], device) -> Iterator[torch.Tensor]:
@@ -319,3 +423,54 @@ def slice_start_times(n_slices: int) -> np.ndarray:
     array([0.   , 2.508, 5.016])
     """
     return np.arange(n_slices) * SLICE_SECONDS
+
+
+class TrackDb(NamedTuple):
+    """A whole track's dB mel spectrogram: ``db`` ``(2, frames, 128)`` and its ``floor``.
+
+    ``floor`` is :func:`db_floor` of the track's loudest bin: the lowest value in
+    ``db``, and what digital silence (padding) becomes.
+    """
+
+    db: torch.Tensor
+    floor: float
+
+
+def track_db(source, sr: int | None = None, device: str | torch.device = "cpu") -> TrackDb:
+    """The dB mel spectrogram of a whole track, floored ``top_db`` below its loudest bin.
+
+    What :func:`track_slices` computes before standardization and slicing:
+    ``power_to_db(mel_power(y), max_power)`` with the whole track's loudest bin
+    as ``max_power``. A file is decoded block by block (:func:`~mtlmusic.audio.stream_audio`),
+    never held whole as a waveform.
+
+    Parameters
+    ----------
+    source : path-like, AudioInfo or array
+        A file, its :class:`~mtlmusic.audio.AudioInfo`, or samples (see
+        :func:`~mtlmusic.audio.load_audio`).
+    sr : int, optional
+        Sample rate of an array ``source``.
+    device : str or torch.device
+        Where to compute and return the spectrogram.
+
+    Returns
+    -------
+    TrackDb
+        ``db`` of shape ``(2, 1 + n // 256, 128)`` (``n`` samples at 22,050 Hz)
+        and the track's dB ``floor``.
+
+    Raises
+    ------
+    mtlmusic.AudioError
+        If the audio cannot be read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> db, floor = track_db(np.zeros(22050 * 3, dtype=np.float32), sr=22050)
+    >>> tuple(db.shape), floor, db.min().item()
+    ((2, 259, 128), -100.0, -100.0)
+    """
+    frames, max_power = _track_power(source, sr, device)
+    return TrackDb(torch.cat([power_to_db(chunk, max_power) for chunk in frames], dim=1), db_floor(max_power))

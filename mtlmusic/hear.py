@@ -31,7 +31,7 @@ from torch import nn
 
 from .audio import SAMPLE_RATE
 from .errors import AudioError
-from .frontend import HOP_LENGTH, SLICE_FRAMES, db_floor, mel_power, power_to_db
+from .frontend import HOP_LENGTH, SLICE_FRAMES, track_db
 from .model import Model
 from .model import load_model as load_mtlmusic_model
 
@@ -81,12 +81,8 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     inner = model.model
     embeddings = []
     for sound in audio:
-        stereo = sound.expand(2, -1)
-        power = mel_power(stereo, inner.device)
-        max_power = power.max().item()
-        db = power_to_db(power, max_power)
+        db, floor = track_db(sound.cpu().numpy(), SAMPLE_RATE, inner.device)
         half = SLICE_FRAMES // 2
-        floor = db_floor(max_power)
         padded = torch.cat([db.new_full((2, half, db.shape[2]), floor), db,
                             db.new_full((2, SLICE_FRAMES - half, db.shape[2]), floor)], dim=1)
         starts = torch.arange(0, db.shape[1], model.hop_frames)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+import weakref
 from dataclasses import dataclass
 from collections.abc import Iterator
 from functools import lru_cache
@@ -51,6 +52,70 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The :class:`torch.device` for ``device``, checked against the devices of this machine.
+
+    ``None`` means :func:`default_device`. Raises :class:`~mtlmusic.errors.ConfigError`
+    for a string that names no device (valid forms: ``'cpu'``, ``'cuda'``,
+    ``'cuda:N'``, ``'mps'``) and for a device this machine does not have.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    forms = "'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'mps'"
+    try:
+        resolved = torch.device(default_device() if device is None else device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"Unknown device {device!r}: use {forms}.") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"Device {device!r}: CUDA is not available on this machine "
+                              "(torch.cuda.is_available() is False); use device='cpu'.")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"Device {device!r} does not exist: this machine has {count} CUDA device(s), "
+                              f"{', '.join(f'cuda:{i}' for i in range(count))}.")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"Device {device!r}: MPS is not available on this machine "
+                              "(torch.backends.mps.is_available() is False); use device='cpu'.")
+    elif resolved.type != "cpu":
+        raise ConfigError(f"Device {device!r} is not supported: use {forms}.")
+    return resolved
+
+
+def _state_objects(network: torch.nn.Module) -> Iterator[torch.nn.Module | torch.Tensor]:
+    """Every module of ``network`` followed by its own parameters and buffers."""
+    for module in network.modules():
+        yield module
+        for tensors in (module._parameters, module._buffers):  # read directly: twice as fast as .parameters()
+            yield from (tensor for tensor in tensors.values() if tensor is not None)
+
+
+def _stamp(obj: torch.nn.Module | torch.Tensor) -> tuple[int, int] | None:
+    return (obj.data_ptr(), obj._version) if isinstance(obj, torch.Tensor) else None
+
+
+class _NetworkState:
+    """A cheap fingerprint of what a network computes with, to tell whether it changed since.
+
+    Modules, parameters and buffers are followed by weak reference (replacing
+    any of them shows), tensors also by storage address (moving or casting the
+    network shows) and version counter, which every in-place update bumps
+    (``optimizer.step()``, ``load_state_dict``, ``nn.init``, BatchNorm statistics).
+    The train/eval mode is left out: extraction does not depend on it.
+    """
+
+    def __init__(self, network: torch.nn.Module):
+        self._items = [(weakref.ref(obj), _stamp(obj)) for obj in _state_objects(network)]
+
+    def matches(self, network: torch.nn.Module) -> bool:
+        """Whether ``network`` still has the modules and tensor contents it had when this was taken."""
+        current = list(_state_objects(network))
+        return len(current) == len(self._items) and all(
+            ref() is obj and _stamp(obj) == stamp for (ref, stamp), obj in zip(self._items, current))
+
+
 #: Slices per forward pass of the network on the CPU (see :meth:`Model.slice_features`).
 CPU_FORWARD_SLICES = 32
 
@@ -67,9 +132,23 @@ class Model:
     config : dict, optional
         The model file's config (name, info, ...).
     device : str or torch.device, optional
-        Where to run; defaults to CUDA when available.
+        Where to run: ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'mps'``; defaults to
+        CUDA when available. A device this machine lacks raises
+        :class:`~mtlmusic.errors.ConfigError`.
     batch_size : int
         Slices per forward pass.
+
+    Notes
+    -----
+    Extraction runs a BatchNorm-folded copy of :attr:`network` in eval mode,
+    rebuilt whenever the network changed since the last call: fine-tuning it in
+    place, ``load_state_dict``, replacing a layer, moving it. Its train/eval mode
+    does not matter. Writes through ``tensor.data`` are invisible to that check;
+    call :meth:`to` after them.
+
+    Examples
+    --------
+    >>> # model.network.load_state_dict(other_weights); model.extract("song.mp3")  # uses the new weights
     """
 
     def __init__(self, network: MultiTaskNetwork, scaler: Scaler, config: dict[str, Any] | None = None,
@@ -78,7 +157,7 @@ class Model:
         self.scaler = scaler
         self.config = dict(config or {})
         self.batch_size = int(batch_size)
-        self.to(device or default_device())
+        self.to(device)
 
     @property
     def name(self) -> str | None:
@@ -108,7 +187,7 @@ class Model:
     @property
     def scaler_cpu(self) -> Scaler:
         """The front end's scaler on the CPU (for worker processes)."""
-        return Scaler(self.scaler.mean.cpu(), self.scaler.std.cpu())
+        return self.scaler.to("cpu")
 
     @property
     def feature_names(self) -> list[str]:
@@ -127,30 +206,55 @@ class Model:
         start = (0 if stat == "mean" else self.network.representation_dim) + self.representation_blocks.index(block) * d
         return slice(start, start + d)
 
-    def to(self, device: str | torch.device) -> "Model":
-        """Move the model to ``device`` (returns self)."""
-        self.device = torch.device(device)
+    def to(self, device: str | torch.device | None) -> "Model":
+        """Move the model to ``device`` (``None``: the default device); returns self.
+
+        Raises :class:`~mtlmusic.errors.ConfigError` for a device this machine lacks
+        (see :func:`resolve_device`).
+        """
+        self.device = resolve_device(device)
         self.network.to(self.device)
-        self.scaler = Scaler(self.scaler.mean.to(self.device), self.scaler.std.to(self.device))
-        # Inference runs on a copy with BatchNorm folded into the layers before it, channels-last
-        # (and, on the CPU, with max pooling as elementwise maxima).
-        network = fold_batchnorm(copy.deepcopy(self.network))
+        self.scaler = self.scaler.to(self.device)
+        self._build_inference_network()
+        return self
+
+    def _build_inference_network(self) -> None:
+        # Inference runs on an eval-mode copy with BatchNorm folded into the layers before it,
+        # channels-last (and, on the CPU, with max pooling as elementwise maxima).
+        self._inference_state = _NetworkState(self.network)
+        network = fold_batchnorm(copy.deepcopy(self.network).eval())
         if self.device.type == "cpu":
             use_elementwise_pooling(network)
         self._inference_network = network.to(self.device, memory_format=torch.channels_last)
-        return self
 
-    @torch.inference_mode()
+    def __getstate__(self) -> dict[str, Any]:
+        # The inference copy derives from the network: pickles (and copies) leave it out and rebuild it.
+        return {key: value for key, value in self.__dict__.items()
+                if key not in ("_inference_network", "_inference_state")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._build_inference_network()
+
+    def _current_inference_network(self) -> torch.nn.Module:
+        """The inference copy of :attr:`network`, rebuilt first when the network changed since it was made."""
+        if not self._inference_state.matches(self.network):
+            self._build_inference_network()
+        return self._inference_network
+
     def slice_features(self, slices: torch.Tensor) -> torch.Tensor:
         """Representation of a batch of standardized slices: ``(n, 2, 216, 128) -> (n, d*m)`` float32.
 
-        On the CPU the network runs on at most :data:`CPU_FORWARD_SLICES` slices at a
-        time, whatever the batch size: larger forward passes outgrow the cache.
+        Uses the current weights of :attr:`network`. On the CPU the network runs on
+        at most :data:`CPU_FORWARD_SLICES` slices at a time, whatever the batch
+        size: larger forward passes outgrow the cache.
         """
+        network = self._current_inference_network()
         step = CPU_FORWARD_SLICES if self.device.type == "cpu" else max(1, slices.shape[0])
-        return torch.cat([self._inference_network.features(
-            part.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)).float()
-            for part in slices.split(step)])
+        with torch.inference_mode():
+            return torch.cat([network.features(
+                part.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)).float()
+                for part in slices.split(step)])
 
     def track_features(self, source, sr: int | None = None) -> Iterator[SliceChunk]:
         """The representation of each chunk of slices of one track, as :class:`~mtlmusic.frontend.SliceChunk` s.
@@ -187,7 +291,7 @@ class Model:
             from .extraction.engine import extract_files  # batches slices of many files through the network
 
             rows = []
-            for result in extract_files(self, audio):
+            for result in extract_files(self, audio, workers=None):  # as mtlmusic-extract: see engine_setup
                 if result.error:
                     raise AudioError(result.error)
                 rows.append(result.features)
@@ -239,7 +343,9 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | None =
         package, the local cache or the hub (see :mod:`mtlmusic.hub`); an MSS-CR
         name such as ``"msscr-self-bpm"`` is assembled from its SS-R members.
     device : str, optional
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; defaults to CUDA when available.
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; defaults to CUDA when
+        available. A device this machine lacks raises
+        :class:`~mtlmusic.errors.ConfigError` before anything is loaded.
 
     Returns
     -------
@@ -251,6 +357,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | None =
     >>> model.extract("song.mp3").shape                          # doctest: +SKIP
     (512,)
     """
+    resolve_device(device)
     network, scaler, config = load_network(name_or_path)
     return Model(network, scaler, config, device=device)
 
@@ -273,7 +380,7 @@ def extract(audio, sr: int | None = None, model: str | os.PathLike | Model = "de
     model : str, path-like or Model
         A model name, a model file, or a loaded :class:`Model`.
     device : str, optional
-        Device for a model loaded by name.
+        Device for a model loaded by name (see :func:`load_model`).
 
     Examples
     --------

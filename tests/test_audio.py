@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import librosa
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from samples import REAL_MUSIC, tone
-from mtlmusic import AudioError, DecoderNotFoundError, load_audio
-from mtlmusic.audio import SAMPLE_RATE, audio_info, downmix_matrix, stream_audio
+from mtlmusic import AudioError, ConfigError, DecoderNotFoundError, load_audio
+from mtlmusic.audio import SAMPLE_RATE, AudioInfo, audio_info, check_sample_rate, downmix_matrix, stream_audio
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3"])
@@ -162,3 +163,94 @@ def test_int16_array_is_scaled():
 
 def test_one_sample_array():
     assert load_audio(np.ones(1, dtype=np.float32), sr=22050).shape == (2, 1)
+
+
+@pytest.mark.parametrize("sr", [22050.0, np.float32(22050), np.float64(22050), np.int64(22050), np.int16(22050)])
+def test_whole_float_and_numpy_sample_rates_are_accepted(sr):
+    y = tone(1.0, 22050).T
+    assert check_sample_rate(sr) == 22050 and type(check_sample_rate(sr)) is int
+    assert np.array_equal(load_audio(y, sr=sr), load_audio(y, sr=22050))
+
+
+@pytest.mark.parametrize("sr,reason", [
+    (22050.5, "whole number"), (0, "positive"), (-44100.0, "positive"), (float("nan"), "positive"),
+    (float("inf"), "positive"), ("22050", "number of samples per second"), (True, "number of samples per second"),
+])
+def test_bad_sample_rates_say_why(sr, reason):
+    with pytest.raises(AudioError, match=reason):
+        load_audio(tone(1.0, 22050).T, sr=sr)
+
+
+def _surround_file(path, channel: int, **write_options) -> None:
+    """1 s of 6 channels at 44.1 kHz, silent but for a tone in ``channel``."""
+    frames = np.zeros((44100, 6), dtype=np.float32)
+    frames[:, channel] = tone(1.0, 44100, channels=1)[:, 0]
+    sf.write(path, frames, 44100, **write_options)
+
+
+def _left_right_rms(source) -> np.ndarray:
+    y = source if isinstance(source, np.ndarray) else load_audio(source)
+    return np.sqrt(np.mean(y.astype(np.float64) ** 2, axis=1))
+
+
+def _assert_lands(rms: np.ndarray, side: str) -> None:
+    assert rms.max() > 0.05
+    if side == "both":
+        assert abs(rms[0] - rms[1]) < 0.01 * rms.max()
+    else:
+        assert rms[1 - "lr".index(side)] < 0.01 * rms["lr".index(side)]
+
+
+# Ogg Vorbis 5.1 is L, C, R, Ls, Rs, LFE; WAV 5.1 is L, R, C, LFE, Ls, Rs.
+@pytest.mark.parametrize("channel,side", [(0, "l"), (1, "both"), (2, "r"), (3, "l"), (4, "r")])
+def test_ogg_vorbis_surround_is_downmixed_in_vorbis_order(tmp_path, channel, side):
+    path = tmp_path / "surround.ogg"
+    _surround_file(path, channel, format="OGG", subtype="VORBIS")
+    info = audio_info(path)
+    assert (info.decoder, info.channel_order) == ("soundfile", "vorbis")
+    _assert_lands(_left_right_rms(path), side)
+
+
+@pytest.mark.parametrize("channel,side", [(1, "both"), (4, "r")])
+def test_ogg_vorbis_decoded_by_ffmpeg_lands_alike(tmp_path, ffmpeg, channel, side):
+    path = tmp_path / "surround.ogg"
+    _surround_file(path, channel, format="OGG", subtype="VORBIS")
+    info = AudioInfo(path, 44100, 6, 1.0, decoder="ffmpeg")
+    _assert_lands(_left_right_rms(np.concatenate(list(stream_audio(info)), axis=1)), side)
+
+
+@pytest.mark.parametrize("channel,side", [(0, "l"), (1, "r"), (2, "both"), (4, "l"), (5, "r")])
+def test_wav_surround_is_downmixed_in_wav_order(tmp_path, channel, side):
+    path = tmp_path / "surround.wav"
+    _surround_file(path, channel)
+    _assert_lands(_left_right_rms(path), side)
+
+
+@pytest.mark.parametrize("channel,side", [(2, "both"), (4, "l"), (5, "r")])
+def test_opus_surround_made_by_ffmpeg(tmp_path, ffmpeg, channel, side):
+    _surround_file(tmp_path / "surround.wav", channel)  # WAV order, taken by ffmpeg as 5.1
+    result = subprocess.run([ffmpeg, "-v", "error", "-i", str(tmp_path / "surround.wav"), "-c:a", "libopus",
+                             str(tmp_path / "surround.opus")], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"ffmpeg cannot encode 5.1 Opus here: {result.stderr.strip()[-200:]}")
+    _assert_lands(_left_right_rms(tmp_path / "surround.opus"), side)
+
+
+@pytest.mark.parametrize("channels", [3, 5, 6, 7, 8])
+def test_vorbis_order_is_wav_order_reordered(channels):
+    wav = downmix_matrix(channels)
+    vorbis = downmix_matrix(channels, order="vorbis")
+    assert np.allclose(vorbis.sum(axis=1), 1.0)
+    assert np.array_equal(vorbis[:, 1], wav[:, 2])  # the centre: second in Vorbis order, third in WAV's
+    assert np.array_equal(np.sort(vorbis, axis=1), np.sort(wav, axis=1))
+
+
+def test_six_one_sends_the_back_centre_to_both_sides():
+    m = downmix_matrix(7)  # L, R, C, LFE, Cs, Ls, Rs
+    assert m[0, 4] == m[1, 4] > 0 and m[0, 3] == m[1, 3] == 0
+    assert m[0, 5] > 0 == m[1, 5] and m[1, 6] > 0 == m[0, 6]
+
+
+def test_unknown_channel_order():
+    with pytest.raises(ConfigError, match="'wav', 'vorbis'"):
+        downmix_matrix(6, order="smpte")

@@ -19,7 +19,7 @@ import mtlmusic
 from samples import REAL_MUSIC, tone
 from mtlmusic.extraction.engine import extract_files, find_audio_files
 from mtlmusic.cli import app
-from mtlmusic.extraction.sinks import read_features
+from mtlmusic.extraction.sinks import read_features, write_features
 
 runner = CliRunner()
 
@@ -103,6 +103,18 @@ def test_other_model_is_not_overwritten_silently(collection, model_file, tmp_pat
     assert out.read_bytes() == data
     assert run(str(collection / "rock"), "-o", str(out), "-m", str(other), "-q", "--overwrite").exit_code == 0
     assert read_features(out).features.shape[1] == 512
+
+
+def test_features_of_an_older_aggregation_are_not_mixed_in(collection, model_file, tmp_path):
+    """A table from a version that counted the padded final slice fully is not resumed into."""
+    out = tmp_path / "feats.npz"
+    assert run(str(collection / "rock"), "-o", str(out), "-m", str(model_file), "-q", "--workers", "0").exit_code == 0
+    table = read_features(out)
+    old_meta = {k: v for k, v in table.meta.items() if k != "aggregation"}
+    write_features(out, table.features, table.paths, table.feature_names, meta=old_meta)
+    result = run(str(collection / "rock"), "-o", str(out), "-m", str(model_file), "-q", "--workers", "0")
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert read_features(out).meta == old_meta
 
 
 def test_unwritable_output(collection, model_file, tmp_path):

@@ -38,7 +38,7 @@ import torch
 
 from ..errors import ConfigError
 from ..model import Model, load_model
-from .engine import TrackResult, extract_files
+from .engine import TrackResult, extract_files, keep_freed_memory
 from .jobs import JobSummary, read_path_list, run_job
 
 #: What to run when Ray is missing.
@@ -95,6 +95,7 @@ def _worker_model(key: str, boxed_model: list, device: str, threads: int) -> Mod
         import ray
 
         torch.set_num_threads(max(1, threads))
+        keep_freed_memory()  # this worker process belongs to the engine
         network, scaler, config, batch_size = ray.get(boxed_model[0])
         model = Model(network, scaler, config, device=device, batch_size=batch_size)
         _worker_models.clear()  # one job at a time per worker: keep only the newest model

@@ -9,6 +9,11 @@ input order, with the error of a file that failed instead of stopping the run.
 Files longer than :data:`mtlmusic.frontend.LONG_AUDIO_SECONDS` are streamed by
 the main process in blocks, so memory stays bounded whatever their length.
 
+:func:`engine_setup` splits the cores this process may use between decoding
+workers and the network's torch threads; ``extract_files(model, paths,
+workers=None)`` (what ``Model.extract(list_of_paths)`` and ``mtlmusic-extract``
+run) uses it, with the network on that many threads only while it runs.
+
 Examples
 --------
 >>> from mtlmusic.extraction import extract_files
@@ -21,7 +26,10 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from fnmatch import fnmatch
 from functools import cache
 from collections import deque
@@ -29,6 +37,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,7 +46,9 @@ from ..aggregation import SliceStats
 from ..audio import AUDIO_EXTENSIONS, audio_info
 from ..errors import MtlmusicError
 from ..frontend import LONG_AUDIO_SECONDS, Scaler, SliceChunk, slice_start_times, track_slices
-from ..model import Model
+
+if TYPE_CHECKING:  # the model calls this engine for lists of files; the engine only uses the model it is given
+    from ..model import Model
 
 
 @dataclass
@@ -93,6 +104,10 @@ def keep_freed_memory() -> None:
     system and faults them in again at the next use, which costs up to a third
     of the network's time on the CPU. This sets ``M_MMAP_THRESHOLD`` (32 MB) and
     ``M_TRIM_THRESHOLD`` (256 MB) for the whole process, once.
+
+    It changes the allocator of the whole process, so only processes that
+    extraction owns call it: the decoding workers and ``mtlmusic-extract``;
+    never :func:`extract_files` in a library caller's process.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -100,6 +115,53 @@ def keep_freed_memory() -> None:
         libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the system has one, else the CPU count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+#: Files per decoding worker below which :func:`engine_setup` starts fewer workers: starting
+#: one (a new interpreter importing torch) costs about as much as decoding this many 30 s files,
+#: which this process does itself meanwhile.
+FILES_PER_WORKER = 8
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    """How :func:`extract_files` uses the cores: decoding ``workers`` beside the network's torch ``threads``."""
+
+    workers: int
+    threads: int
+
+
+def engine_setup(workers: int | None = None, files: int | None = None, cores: int | None = None) -> EngineSetup:
+    """Decoding workers and network threads for a run on ``cores`` (default: :func:`available_cores`).
+
+    ``workers=None`` chooses one worker per core but one (none on a single core),
+    and no more than one per :data:`FILES_PER_WORKER` of ``files`` when the number
+    of files is known. The network gets one torch thread per core left beside the
+    workers (at least one): more threads than free cores contend with the workers
+    and with other programs, and make torch far slower on a busy machine.
+
+    >>> engine_setup(cores=8)
+    EngineSetup(workers=7, threads=1)
+    >>> engine_setup(files=20, cores=8)
+    EngineSetup(workers=2, threads=6)
+    >>> engine_setup(workers=0, cores=8)
+    EngineSetup(workers=0, threads=8)
+    """
+    cores = max(1, cores or available_cores())
+    if workers is None:
+        workers = cores - 1
+        if files is not None:
+            workers = min(workers, files // FILES_PER_WORKER)
+    workers = max(0, workers)
+    return EngineSetup(workers, max(1, cores - workers))
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -191,11 +253,17 @@ def _stream_long(model: Model, result: TrackResult, keep_slices: bool) -> None:
         _finish(result, model.track_features(result.path), keep_slices)
     except MtlmusicError as err:
         result.error = str(err)
+    except Exception as err:  # as in _prepare: a decoder crash fails this file, not the run
+        result.features = result.slices = result.times = None
+        result.error = f"{result.path}: {type(err).__name__}: {err}"
 
 
-def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int = 0,
+def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int | None = 0,
                   keep_slices: bool = False) -> Iterator[TrackResult]:
     """Extract features of many files; yields one :class:`TrackResult` per path, in order.
+
+    A file that cannot be read yields a result with ``error`` set; the run goes on.
+    Nothing here changes the allocator of this process (see :func:`keep_freed_memory`).
 
     Parameters
     ----------
@@ -203,17 +271,26 @@ def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int
         The model to run (its ``batch_size`` sets slices per forward pass).
     paths : iterable of path-like
         Audio files.
-    workers : int
+    workers : int or None
         Processes that decode and transform files in parallel with the
-        network; 0 does everything in this process.
+        network; 0 does everything in this process. ``None`` chooses them with
+        :func:`engine_setup` from the cores available and the number of files,
+        and runs the network on the torch threads it chooses: the caller's
+        thread count is set back before each result is yielded, so the
+        caller's code never sees it changed.
     keep_slices : bool
         Also return per-slice features and their start times.
-
-    A file that cannot be read yields a result with ``error`` set; the run goes on.
     """
     paths = [Path(p) for p in paths]
+    if workers is None:
+        setup = engine_setup(files=len(paths))
+        yield from _on_threads(setup.threads, _extract(model, paths, setup.workers, keep_slices))
+    else:
+        yield from _extract(model, paths, workers, keep_slices)
+
+
+def _extract(model: Model, paths: list[Path], workers: int, keep_slices: bool) -> Iterator[TrackResult]:
     scaler = model.scaler_cpu
-    keep_freed_memory()
     if workers <= 0:
         yield from _ordered(model, paths, keep_slices,
                             ((i, _prepare(path, scaler)) for i, path in enumerate(paths)))
@@ -222,6 +299,50 @@ def extract_files(model: Model, paths: Iterable[str | os.PathLike], workers: int
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(scaler.mean.numpy(), scaler.std.numpy())) as pool:
         yield from _ordered(model, paths, keep_slices, _shared_work(pool, paths, scaler, window=2 * workers + 2))
+
+
+def _on_threads(threads: int, results: Iterator[TrackResult]) -> Iterator[TrackResult]:
+    """``results``, computed with ``threads`` torch threads; the caller's count is back whenever one is yielded."""
+    try:
+        while True:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                result = next(results, None)
+            finally:
+                torch.set_num_threads(previous)
+            if result is None:
+                return
+            yield result
+    finally:
+        results.close()  # an abandoned run stops its workers now, not when it is collected
+
+
+@contextmanager
+def _without_main():
+    """Start worker processes that do not run the caller's ``__main__``.
+
+    A spawned process first re-runs the main script (as ``__mp_main__``), so a
+    script calling ``Model.extract(list)`` without an ``if __name__ ==
+    "__main__"`` guard would load its model and start workers again in every
+    worker, which fails. The workers only run this module's functions: while
+    they start, ``__main__`` shows neither a file nor a module name to run.
+    """
+    with _MAIN_LOCK:  # threads starting workers at once must not save each other's blanked names
+        main = sys.modules.get("__main__")
+        saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__} if main else {}
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        try:
+            yield
+        finally:
+            if main is not None:
+                main.__dict__.pop("__spec__", None)
+                main.__dict__.update(saved)
+
+
+_MAIN_LOCK = threading.Lock()
 
 
 def _shared_work(pool: ProcessPoolExecutor, paths: list[Path], scaler: Scaler,
@@ -233,7 +354,8 @@ def _shared_work(pool: ProcessPoolExecutor, paths: list[Path], scaler: Scaler,
     front, back = 0, len(paths)  # paths[front:back] are not submitted yet
     while pending or front < back:
         while len(pending) < window and front < back:
-            pending.append((front, pool.submit(_prepare, paths[front])))
+            with _without_main():  # submit starts the workers
+                pending.append((front, pool.submit(_prepare, paths[front])))
             front += 1
         if pending[0][1].done():
             index, future = pending.popleft()

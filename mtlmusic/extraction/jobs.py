@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
+from ..aggregation import AGGREGATION
 from ..errors import ConfigError, MtlmusicError
 from ..files import atomic_path
 from ..model import Model
@@ -61,6 +62,8 @@ def read_path_list(path: str | os.PathLike) -> list[Path]:
     Blank lines and lines starting with ``#`` are skipped; relative paths are
     taken from the current directory, as ``tar -T`` does.
 
+    Examples
+    --------
     >>> import tempfile, os
     >>> listing = os.path.join(tempfile.mkdtemp(), "files.txt")
     >>> _ = open(listing, "w").write("# my collection\na.mp3\n\nsub/b.flac\n")
@@ -131,7 +134,7 @@ class _Rows:
 
 
 def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.PathLike | None = None,
-            per_file: str | os.PathLike | None = None, pattern: str | None = None, workers: int = 0,
+            per_file: str | os.PathLike | None = None, pattern: str | None = None, workers: int | None = 0,
             slices: bool = False, overwrite: bool = False, checkpoint_every: int = 64,
             on_result: Callable[[TrackResult], None] | None = None,
             on_start: Callable[[int], None] | None = None,
@@ -145,7 +148,8 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
     output : path of a ``.npy``, ``.npz``, ``.csv`` or ``.parquet`` file, optional
     per_file : folder for one output per input, optional
     pattern : glob that files inside input folders must match
-    workers : decoding processes (0: in this process)
+    workers : decoding processes (0: in this process; None: chosen from the cores and the number of
+        files, see :func:`~mtlmusic.extraction.engine.engine_setup`)
     slices : per-slice rows with start times instead of one row per track
     overwrite : redo everything and replace existing outputs
     checkpoint_every : files per checkpoint shard (a checkpoint is also written every minute)
@@ -164,7 +168,8 @@ def run_job(model: Model, inputs: Sequence[str | os.PathLike], output: str | os.
         raise ConfigError(f"No audio files found in {', '.join(map(str, inputs))}"
                           + (f" matching {pattern!r}" if pattern else "") + ".")
     meta = {"model": model.name or model.config.get("path"), "architecture": model.architecture,
-            "sources": list(model.sources), "slices": slices, "mtlmusic_version": __version__}
+            "sources": list(model.sources), "slices": slices, "aggregation": AGGREGATION,
+            "mtlmusic_version": __version__}
     columns = _column_names(model, slices)
     sink, todo = None, set(paths)
     if output is not None:
@@ -332,7 +337,7 @@ def _load_previous(output: Path, parts: Path, meta: dict, rows: _Rows) -> None:
 
 
 def _same_job(previous: dict, current: dict) -> bool:
-    keys = ("model", "architecture", "sources", "slices")
+    keys = ("model", "architecture", "sources", "slices", "aggregation")
     return all(previous.get(k) == current.get(k) for k in keys)
 
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from mtlmusic.errors import ConfigError
-from mtlmusic_training.datasets import (Manifest, PreparedDataset, assign_splits, find_msd_audio, load_fma,
-                                        load_msd, read_lastfm_tags, read_musixmatch)
+from mtlmusic.files import PARTIAL_SUFFIX
+from mtlmusic_training.datasets import (Manifest, PreparedDataset, assign_splits, check_track_ids, find_msd_audio,
+                                        load_fma, load_msd, read_fma_csv, read_lastfm_tags, read_musixmatch)
 from mtlmusic_training.targets import SourceSpec, compute_targets
 
 
@@ -40,7 +41,7 @@ def test_manifest_round_trip_with_relative_and_absolute_paths(tmp_path):
     assert rows == [["track_id", "path", "split"], ["a", "audio/a.wav", "train"], ["b", "b.mp3", "valid"],
                     ["c", str(outside), "test"]]
     assert Manifest.load(path) == manifest
-    assert not list((tmp_path / "data").glob(".*.tmp"))
+    assert not list((tmp_path / "data").glob(".*" + PARTIAL_SUFFIX))
 
 
 def test_manifest_validation_and_missing_files(tmp_path):
@@ -310,3 +311,57 @@ def test_load_fma_sizes_requirements_and_errors(fma):
     write_multiheader_csv(fma / "fma_metadata" / "tracks.csv", [("track", "tags")], [[2, "[]"]])
     with pytest.raises(ConfigError, match=r"lacks the column\(s\) \[\('set', 'subset'\)"):
         load_fma(fma)
+
+
+# ---------------------------------------------------------------- one FMA parser, one manifest reader
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
+def test_read_fma_csv_equals_pandas_with_and_without_a_bom(fma, tmp_path, encoding):
+    source = fma / "fma_metadata" / "tracks.csv"
+    path = tmp_path / "tracks.csv"
+    path.write_text(source.read_text(encoding="utf-8"), encoding=encoding)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf") == (encoding == "utf-8-sig")
+    wanted = {"subset": ("set", "subset"), "tags": ("track", "tags"), "released": ("album", "date_released"),
+              "information": ("track", "information")}
+    rows = list(read_fma_csv(path, 2, wanted))
+    reference = pd.read_csv(source, index_col=0, header=[0, 1], dtype=str, keep_default_na=False)
+    assert [track_id for _, track_id, _ in rows] == reference.index.astype(int).tolist()
+    for name, column in wanted.items():
+        assert [record[name] for _, _, record in rows] == reference[column].tolist()
+    assert [line for line, _, _ in rows] == [5, 6, 7, 8, 9]  # track 2's description spans two lines
+
+
+def test_fma_adapter_reads_metadata_with_a_bom(fma):
+    plain = load_fma(fma, size="medium")
+    for name in ("tracks.csv", "echonest.csv", "genres.csv"):
+        path = fma / "fma_metadata" / name
+        path.write_text(path.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    with_bom = load_fma(fma, size="medium")
+    assert with_bom.manifest == plain.manifest
+    np.testing.assert_array_equal(with_bom.sources["bpm"], plain.sources["bpm"])
+    assert with_bom.vocabularies["cdr_tag"].tolist() == plain.vocabularies["cdr_tag"].tolist()
+
+
+def test_manifest_is_read_with_a_bom_and_gives_the_splits_of_any_ids(tmp_path):
+    path = tmp_path / "manifest.csv"
+    path.write_text("track_id,path,split\na,a.wav,train\nb,b.wav,valid\n", encoding="utf-8-sig")
+    manifest = Manifest.load(path)
+    assert manifest.track_ids == ("a", "b") and manifest.paths == (tmp_path / "a.wav", tmp_path / "b.wav")
+    assert manifest.splits_of(["b", "unknown", "a"]).tolist() == ["valid", "", "train"]
+    assert manifest.save(path) == path and Manifest.load(path) == manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv"]
+
+
+def test_track_ids_are_checked_alike_by_the_manifest_and_the_mel_cache(tmp_path):
+    from mtlmusic_training.melcache import build_mel_cache
+
+    check_track_ids(["a", "b"])
+    for ids, message in ((["a", "b", "a", "b"], r"unique; 2 appear more than once, e.g. \['a', 'b'\]"),
+                         (["a", ""], "Row 1: empty track id")):
+        with pytest.raises(ConfigError, match=message):
+            check_track_ids(ids)
+        with pytest.raises(ConfigError, match=message):
+            Manifest(ids, ["x.wav"] * len(ids), ["train"] * len(ids))
+        with pytest.raises(ConfigError, match=message):
+            build_mel_cache([(track_id, "x.wav") for track_id in ids], tmp_path / "cache", workers=0)

@@ -18,7 +18,6 @@ Steps, each resumable::
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -83,14 +82,12 @@ def cache(manifest: Path = typer.Argument(..., help="CSV with track_id, path, sp
     import numpy as np
 
     from .datasets import Manifest
-    from .melcache import build_mel_cache, fit_scaler
+    from .melcache import build_mel_cache, fit_scaler, save_scaler
 
     items = Manifest.load(manifest)
     mel = build_mel_cache(items, data / "cache", workers=workers, shard_tracks=shard_tracks)
-    split_of = dict(zip(items.track_ids, items.splits))
-    train = [i for i, t in enumerate(mel.track_ids) if split_of.get(t) == "train"]
-    scaler = fit_scaler(mel, train)
-    np.savez(data / "scaler.npz", mean=scaler.mean.numpy(), std=scaler.std.numpy())
+    train = np.flatnonzero(items.splits_of(mel.track_ids) == "train")
+    save_scaler(fit_scaler(mel, train), data / "scaler.npz")
     for track_id, reason in mel.failures.items():
         typer.echo(f"failed: {track_id}: {reason}", err=True)
     typer.echo(f"{len(mel.track_ids)} tracks cached, {len(mel.failures)} failed; "
@@ -225,7 +222,7 @@ def open_corpus(source_root: Optional[Path] = typer.Argument(None, help="Extract
                 per_style: int = typer.Option(100, help="music21 pieces rendered per style (0: none)."),
                 workers: int = typer.Option(2), seed: int = typer.Option(0)) -> None:
     """Build the open corpus: soundtracks + rendered music21 pieces, split, descriptors and targets."""
-    from .opencorpus import build_open_corpus
+    from .corpus import build_open_corpus
 
     report = build_open_corpus(source_root, corpus, per_style=per_style, seed=seed, workers=workers)
     typer.echo(json.dumps(report, indent=2, default=str))
@@ -235,7 +232,7 @@ def open_corpus(source_root: Optional[Path] = typer.Argument(None, help="Extract
 def open_corpus_timbre(corpus: Path = typer.Argument(..., help="A built open corpus."),
                        workers: int = typer.Option(2), seed: int = typer.Option(0)) -> None:
     """Add the timbre source (pLSA of MFCC-word histograms) to a built open corpus."""
-    from .opencorpus import compute_timbre_targets
+    from .corpus import compute_timbre_targets
 
     targets = compute_timbre_targets(corpus, workers=workers, seed=seed)
     typer.echo(f"timbre: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
@@ -248,12 +245,15 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
                      repeats: int = typer.Option(5), workers: int = typer.Option(0)) -> None:
     """Score models against the Rand and MFCC baselines on the corpus's held-out tasks (Markdown table)."""
-    from .defaultmodel import evaluate_on_open_corpus, score_table
+    from mtlmusic.files import atomic_path
+
+    from .corpus.heldout import evaluate_on_open_corpus, score_table
 
     representations = {path.stem: path for path in models} | {"rand": "rand", "mfcc": "mfcc"}
     rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, workers=workers)
     if output:
-        output.write_text(json.dumps(rows, indent=2))
+        with atomic_path(output) as tmp:
+            tmp.write_text(json.dumps(rows, indent=2))
     typer.echo(score_table(rows))
 
 
@@ -280,7 +280,8 @@ def evaluate_command(
     drop_failed: bool = typer.Option(False, "--drop-failed", help="Leave out tracks that cannot be read "
                                                                   "instead of stopping."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
-    workers: int = typer.Option(max(1, (os.cpu_count() or 2) - 1), help="Decoding processes beside the network (0: none)."),
+    workers: Optional[int] = typer.Option(None, help="Decoding processes beside the network (0: none; default: "
+                                                     "chosen from the cores available)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score a model, feature file or baseline on a dataset: mean and 95% interval over 50 splits.
@@ -313,9 +314,6 @@ def evaluate_command(
         err_console.print("error: --dataset jam needs --tracks, a CSV mapping jam_id to audio path.",
                           highlight=False, markup=False)
         raise typer.Exit(2)
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
     try:
         data = loaders[dataset]()
         with Progress(TextColumn("[bold]features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

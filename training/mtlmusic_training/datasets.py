@@ -97,7 +97,6 @@ import hashlib
 import os
 import re
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +106,7 @@ import scipy.sparse as sp
 
 from mtlmusic.audio import AUDIO_EXTENSIONS
 from mtlmusic.errors import ConfigError
+from mtlmusic.files import atomic_path
 
 #: The splits a manifest row may belong to.
 SPLITS = ("train", "valid", "test")
@@ -120,6 +120,31 @@ _MSD_TRACK_ID = re.compile(r"TR[A-Z0-9]{16}")
 _MISMATCH = re.compile(r"<(SO[A-Z0-9]{16}) (TR[A-Z0-9]{16})>")
 _FMA_SPLITS = {"training": "train", "validation": "valid", "test": "test"}
 _FETCH_ROWS = 1 << 16
+
+
+def check_track_ids(track_ids: Sequence[str]) -> None:
+    """Refuse empty or repeated track ids, the keys of manifests, mel caches and targets.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first empty id's position, or some of the repeated ids.
+
+    Examples
+    --------
+    >>> check_track_ids(["a", "b"])
+    >>> check_track_ids(["a", "b", "a"])
+    Traceback (most recent call last):
+    ...
+    mtlmusic.errors.ConfigError: Track ids must be unique; 1 appear more than once, e.g. ['a'].
+    """
+    ids = [str(track_id) for track_id in track_ids]
+    if "" in ids:
+        raise ConfigError(f"Row {ids.index('')}: empty track id; every track needs one.")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        repeated = sorted({t for t in ids if t in seen or seen.add(t)})
+        raise ConfigError(f"Track ids must be unique; {len(repeated)} appear more than once, e.g. {repeated[:5]}.")
 
 
 @dataclass(frozen=True)
@@ -158,17 +183,12 @@ class Manifest:
         if not len(ids) == len(paths) == len(splits):
             raise ConfigError(f"A manifest needs as many paths and splits as track ids; got {len(ids)} ids, "
                               f"{len(paths)} paths and {len(splits)} splits.")
-        if any(not track_id for track_id in ids):
-            raise ConfigError(f"Manifest row {ids.index('')}: empty track id.")
+        check_track_ids(ids)
         if any(str(path) in ("", ".") for path in paths):
             raise ConfigError("Every manifest row needs an audio path.")
         unknown = sorted(set(splits) - set(SPLITS))
         if unknown:
             raise ConfigError(f"Unknown split(s) {unknown} in the manifest; use {', '.join(SPLITS)}.")
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            repeated = sorted({t for t in ids if t in seen or seen.add(t)})
-            raise ConfigError(f"Track ids must be unique; {len(repeated)} appear more than once, e.g. {repeated[:5]}.")
         object.__setattr__(self, "track_ids", ids)
         object.__setattr__(self, "paths", paths)
         object.__setattr__(self, "splits", splits)
@@ -179,6 +199,8 @@ class Manifest:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Manifest:
         """Read a manifest CSV (``track_id,path,split``); relative paths are relative to its folder.
+
+        The one reader of ``manifest.csv`` files; a UTF-8 byte-order mark is allowed.
 
         Raises
         ------
@@ -193,7 +215,7 @@ class Manifest:
         if not path.is_file():
             raise ConfigError(f"No manifest at {path}.")
         ids, paths, splits = [], [], []
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             missing = {"track_id", "path", "split"} - set(reader.fieldnames or ())
             if missing:
@@ -224,21 +246,14 @@ class Manifest:
         PosixPath('manifest.csv')
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         base = Path(os.path.abspath(path.parent))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["track_id", "path", "split"])
-                for track_id, audio, split in zip(self.track_ids, self.paths, self.splits):
-                    absolute = Path(os.path.abspath(audio))
-                    text = absolute.relative_to(base).as_posix() if absolute.is_relative_to(base) else str(absolute)
-                    writer.writerow([track_id, text, split])
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["track_id", "path", "split"])
+            for track_id, audio, split in zip(self.track_ids, self.paths, self.splits):
+                absolute = Path(os.path.abspath(audio))
+                text = absolute.relative_to(base).as_posix() if absolute.is_relative_to(base) else str(absolute)
+                writer.writerow([track_id, text, split])
         return path
 
     def items(self) -> list[tuple[str, Path]]:
@@ -262,6 +277,17 @@ class Manifest:
         if split not in SPLITS:
             raise ConfigError(f"Unknown split {split!r}; use {', '.join(SPLITS)}.")
         return np.flatnonzero(np.asarray(self.splits, dtype=object) == split)
+
+    def splits_of(self, track_ids: Iterable[str]) -> np.ndarray:
+        """The split of each of ``track_ids`` (``""`` for an id the manifest lacks), e.g. of a mel cache's tracks.
+
+        Examples
+        --------
+        >>> Manifest(["a", "b"], ["a.wav", "b.wav"], ["valid", "train"]).splits_of(["b", "x", "a"]).tolist()
+        ['train', '', 'valid']
+        """
+        split_of = dict(zip(self.track_ids, self.splits))
+        return np.asarray([split_of.get(str(track_id), "") for track_id in track_ids], dtype="<U5")
 
     def missing_files(self) -> list[str]:
         """Ids of the tracks whose audio file does not exist.
@@ -751,7 +777,7 @@ def load_fma(root: str | os.PathLike, *, size: str = "medium", check_files: bool
               "genres": ("track", "genres_all"), "released": ("album", "date_released"), "artist": ("artist", "id")}
     ids, paths, splits, tags, genres, years, artists = [], [], [], [], [], [], []
     missing_audio = 0
-    for line, track_id, record in _multiheader_rows(tracks_csv, 2, wanted):
+    for line, track_id, record in read_fma_csv(tracks_csv, 2, wanted):
         if record["subset"] not in FMA_SIZES[size]:
             continue
         path = root / f"fma_{size}" / f"{track_id:06d}"[:3] / f"{track_id:06d}.mp3"
@@ -781,8 +807,7 @@ def load_fma(root: str | os.PathLike, *, size: str = "medium", check_files: bool
     if echonest.is_file():
         row_of = _row_index(ids)
         tempo = np.full(row_count, np.nan)
-        for line, track_id, record in _multiheader_rows(echonest, 3, {"tempo": ("echonest", "audio_features",
-                                                                                 "tempo")}):
+        for line, track_id, record in read_fma_csv(echonest, 3, {"tempo": ("echonest", "audio_features", "tempo")}):
             row = row_of.get(str(track_id))
             if row is not None and record["tempo"].strip():
                 tempo[row] = _float(record["tempo"], echonest, line)
@@ -849,7 +874,7 @@ def _fma_genre_names(genres_csv: Path, genre_ids: np.ndarray) -> np.ndarray:
     """Titles of FMA genre ids from ``genres.csv`` (``genre_id,#tracks,parent,title,top_level``), ids otherwise."""
     if not genres_csv.is_file():
         return genre_ids
-    with genres_csv.open(newline="", encoding="utf-8") as handle:
+    with genres_csv.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if not {"genre_id", "title"} <= set(reader.fieldnames or ()):
             raise ConfigError(f"{genres_csv}: not FMA's genres.csv (it needs the columns genre_id and title).")
@@ -857,14 +882,45 @@ def _fma_genre_names(genres_csv: Path, genre_ids: np.ndarray) -> np.ndarray:
     return np.asarray([titles.get(genre, genre) for genre in genre_ids.tolist()], dtype=str)
 
 
-def _multiheader_rows(path: Path, levels: int, wanted: dict[str, tuple[str, ...]]
-                      ) -> Iterator[tuple[int, int, dict[str, str]]]:
-    """``(line, track_id, {name: value})`` of an FMA CSV with a ``levels``-row column header.
+def read_fma_csv(path: str | os.PathLike, levels: int, wanted: dict[str, tuple[str, ...]]
+                 ) -> Iterator[tuple[int, int, dict[str, str]]]:
+    """Rows of an FMA metadata CSV (``tracks.csv``, ``echonest.csv``) with a ``levels``-row column header.
 
-    The header rows may be followed by the index-name row (``track_id`` then
-    empty cells) that pandas writes for a multi-level header.
+    The one parser of FMA's multi-level CSVs, for the training adapter
+    (:func:`load_fma`) and the evaluation loader
+    (:func:`~mtlmusic_training.evaluation.load_fma_medium`). The header rows may be
+    followed by the index-name row (``track_id`` then empty cells) that pandas
+    writes for a multi-level header; a UTF-8 byte-order mark is allowed. Fields
+    may span lines.
+
+    Parameters
+    ----------
+    path : path-like
+    levels : int
+        Rows of the column header: 2 for ``tracks.csv``, 3 for ``echonest.csv``.
+    wanted : dict of str to tuple of str
+        Name -> the column's header cells, e.g. ``{"subset": ("set", "subset")}``.
+
+    Yields
+    ------
+    (int, int, dict of str to str)
+        The row's last line number in the file, the track id, and ``{name: value}``.
+
+    Raises
+    ------
+    ConfigError
+        If a wanted column is missing, a track id is not an integer or a row is truncated.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "tracks.csv"
+    >>> _ = path.write_text(",set,track\\n,subset,genre_top\\ntrack_id,,\\n2,small,Hip-Hop\\n", encoding="utf-8-sig")
+    >>> list(read_fma_csv(path, 2, {"subset": ("set", "subset"), "genre": ("track", "genre_top")}))
+    [(4, 2, {'subset': 'small', 'genre': 'Hip-Hop'})]
     """
-    with path.open(newline="", encoding="utf-8") as handle:
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [next(reader, []) for _ in range(levels)]
         columns = list(zip(*header))

@@ -66,7 +66,6 @@ import csv
 import functools
 import itertools
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -77,6 +76,7 @@ from threadpoolctl import threadpool_limits
 
 from mtlmusic.architectures import SOURCES, canonical_architecture, canonical_sources, model_name
 from mtlmusic.errors import ConfigError
+from mtlmusic.files import atomic_path
 
 #: The four multi-task architectures of the optimal design, in the order of the paper.
 DESIGN_ARCHITECTURES = ("MS-SR@FC", "MS-CR@2", "MS-CR@4", "MS-CR@6")
@@ -330,7 +330,7 @@ def write_design_table(path: str | os.PathLike) -> Path:
     """Write the 90 networks of :func:`design_runs` as CSV.
 
     Columns: ``id, name, architecture, role, n_sources`` and one 0/1 column per
-    source. The file is written to a temporary file and moved into place.
+    source. The file is written atomically (:func:`mtlmusic.files.atomic_path`).
 
     Parameters
     ----------
@@ -351,18 +351,12 @@ def write_design_table(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     header = ["id", "name", "architecture", "role", "n_sources", *SOURCES]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for run in _design_runs():
-                writer.writerow([run.id, run.name, run.architecture, run.role, len(run.sources),
-                                 *(int(s in run.sources) for s in SOURCES)])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for run in _design_runs():
+            writer.writerow([run.id, run.name, run.architecture, run.role, len(run.sources),
+                             *(int(s in run.sources) for s in SOURCES)])
     return path
 
 

@@ -4,9 +4,8 @@ Training crops 2.5 s windows at random from tens of thousands of tracks for
 hundreds of epochs; decoding MP3s and computing spectrograms each time would
 dominate. The cache holds, for every track, exactly what :mod:`mtlmusic`'s
 extraction computes before standardization: the power mel spectrogram
-(:class:`mtlmusic.frontend.MelStream` over :func:`mtlmusic.audio.stream_audio`)
-turned into dB by :func:`mtlmusic.frontend.power_to_db` with the track's own
-loudest bin as the ``top_db`` reference.
+turned into dB with the track's own loudest bin as the ``top_db`` reference:
+:func:`mtlmusic.frontend.track_db`.
 
 Layout of a cache folder::
 
@@ -58,13 +57,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from mtlmusic.audio import SAMPLE_RATE, stream_audio
+from mtlmusic.audio import SAMPLE_RATE
 from mtlmusic.errors import AudioError, ConfigError, MtlmusicError
-from mtlmusic.files import PARTIAL_SUFFIX, atomic_path
-from mtlmusic.frontend import AMIN, HOP_LENGTH, N_FFT, N_MELS, SLICE_FRAMES, TOP_DB, MelStream, Scaler, db_floor, \
-    power_to_db
+from mtlmusic.files import PARTIAL_SUFFIX, atomic_path, file_sha256
+from mtlmusic.frontend import AMIN, HOP_LENGTH, N_FFT, N_MELS, SLICE_FRAMES, TOP_DB, Scaler, track_db
 
-from .datasets import Manifest
+from .datasets import Manifest, check_track_ids
 
 #: Version of the cache layout; a cache of another version must be rebuilt.
 CACHE_FORMAT_VERSION = 1
@@ -77,7 +75,6 @@ FRONTEND = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH
 _DTYPE = np.dtype("<f2")
 _INDEX = "index.json"
 _SHARDS = "shards"
-_HASH_BLOCK = 1 << 20
 
 
 class MelCacheError(MtlmusicError, ValueError):
@@ -332,7 +329,7 @@ class MelCache:
             if data.shape != (entry["n_frames"], 2, N_MELS) or data.dtype != _DTYPE:
                 problems.append(f"{path.name}: holds {data.dtype} {data.shape}, the index says float16 "
                                 f"{(entry['n_frames'], 2, N_MELS)}")
-            elif checksums and _sha256(path) != entry["sha256"]:
+            elif checksums and file_sha256(path) != entry["sha256"]:
                 problems.append(f"{path.name}: checksum mismatch, the file is corrupt")
         return problems
 
@@ -459,8 +456,9 @@ def fit_scaler(cache: MelCache, track_indices: Sequence[int] | None = None) -> S
     """Per-mel-bin mean and standard deviation over every frame of the given tracks, both channels pooled.
 
     Padding frames of short tracks are left out: only the frames computed from
-    the audio count. The statistics are accumulated track by track in float64
-    (Chan et al.'s pairwise update), so memory does not grow with the cache.
+    the audio count. The statistics are accumulated track by track by
+    :meth:`mtlmusic.frontend.Scaler.fit` (float64, Chan et al.'s pairwise update),
+    so memory does not grow with the cache.
 
     Parameters
     ----------
@@ -482,34 +480,44 @@ def fit_scaler(cache: MelCache, track_indices: Sequence[int] | None = None) -> S
     tracks = np.arange(len(cache)) if track_indices is None else np.asarray(track_indices, dtype=np.int64)
     if len(tracks) == 0:
         raise ValueError("fit_scaler needs at least one track.")
-    count = 0
-    mean = np.zeros(N_MELS)
-    m2 = np.zeros(N_MELS)
-    for track in np.sort(tracks).tolist():
+
+    def audio_frames(track: int) -> np.ndarray:
         first = cache._offset[track]
-        values = cache._shard_map(int(cache._shard[track]))[first:first + cache.n_audio_frames[track]]
-        values = values.reshape(-1, N_MELS).astype(np.float64)
-        n = len(values)
-        part_mean = values.mean(axis=0)
-        part_m2 = np.square(values - part_mean).sum(axis=0)
-        delta = part_mean - mean
-        total = count + n
-        mean = mean + delta * (n / total)
-        m2 = m2 + part_m2 + np.square(delta) * (count * n / total)
-        count = total
-    return Scaler(torch.from_numpy(mean).float(), torch.from_numpy(np.sqrt(m2 / count)).float())
+        return cache._shard_map(int(cache._shard[track]))[first:first + cache.n_audio_frames[track]]
+
+    return Scaler.fit(audio_frames(track) for track in np.sort(tracks).tolist())
+
+
+def save_scaler(scaler: Scaler, path: str | os.PathLike) -> Path:
+    """Write a scaler atomically as ``.npz`` with the arrays ``mean`` and ``std`` (a data folder's ``scaler.npz``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = save_scaler(Scaler.identity(), pathlib.Path(tempfile.mkdtemp()) / "scaler.npz")
+    >>> load_scaler(path).std[:2]
+    tensor([1., 1.])
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, mean=scaler.mean.cpu().numpy(), std=scaler.std.cpu().numpy())
+    return Path(path)
+
+
+def load_scaler(path: str | os.PathLike) -> Scaler:
+    """Read a scaler written by :func:`save_scaler`.
+
+    Examples
+    --------
+    See :func:`save_scaler`.
+    """
+    with np.load(path, allow_pickle=False) as arrays:
+        return Scaler(torch.from_numpy(arrays["mean"]).float(), torch.from_numpy(arrays["std"]).float())
 
 
 def _as_items(manifest_or_items) -> list[tuple[str, str]]:
     pairs = manifest_or_items.items() if isinstance(manifest_or_items, Manifest) else manifest_or_items
     items = [(str(track_id), str(path)) for track_id, path in pairs]
-    ids = [track_id for track_id, _ in items]
-    if any(not track_id for track_id in ids):
-        raise ConfigError("Every track needs a non-empty track id.")
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        repeated = sorted({t for t in ids if t in seen or seen.add(t)})
-        raise ConfigError(f"Track ids must be unique; repeated: {repeated[:5]}.")
+    check_track_ids([track_id for track_id, _ in items])
     return items
 
 
@@ -521,7 +529,7 @@ def _shard_job(shard_dir: str, number: int, items: list[tuple[str, str]]) -> dic
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if (meta["version"] == CACHE_FORMAT_VERSION and meta["frontend"] == FRONTEND
-                and meta["track_ids"] == track_ids and _sha256(npy) == meta["sha256"]):
+                and meta["track_ids"] == track_ids and file_sha256(npy) == meta["sha256"]):
             return meta
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -557,13 +565,8 @@ def _shard_job(shard_dir: str, number: int, items: list[tuple[str, str]]) -> dic
 
 def _track_frames(path: str) -> tuple[np.ndarray, int, float]:
     """A file's dB mel frames as float16 ``(frames, 2, 128)``, padded to a slice; unpadded length; dB floor."""
-    stream = MelStream()
-    chunks = [frames for frames in (stream.push(block) for block in stream_audio(path)) if frames.shape[1]]
-    chunks.append(stream.finish())
-    power = torch.cat(chunks, dim=1)
-    max_power = power.max().item()
-    floor = db_floor(max_power)
-    db = power_to_db(power, max_power).transpose(0, 1)
+    whole, floor = track_db(path)
+    db = whole.transpose(0, 1)
     n_audio = db.shape[0]
     if n_audio < SLICE_FRAMES:
         db = torch.cat([db, db.new_full((SLICE_FRAMES - n_audio, 2, N_MELS), floor)])
@@ -587,11 +590,3 @@ def _index(metas: list[dict]) -> dict:
 
 def _open_shard(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            sha.update(block)
-    return sha.hexdigest()

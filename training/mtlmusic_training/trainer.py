@@ -28,7 +28,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import os
@@ -46,7 +45,8 @@ from mtlmusic.frontend import N_MELS, SLICE_FRAMES, Scaler
 from mtlmusic.files import atomic_path
 from mtlmusic.modelfile import save_model_file
 
-from .melcache import MelCache, gpu_crops
+from .datasets import Manifest
+from .melcache import MelCache, gpu_crops, load_scaler
 from .targets import load_targets, targets_path
 
 
@@ -111,12 +111,9 @@ def load_training_data(data_dir: str | os.PathLike, sources: list[str],
     """
     data_dir = Path(data_dir)
     cache = cache or MelCache.open(data_dir / "cache")
-    with open(data_dir / "manifest.csv", newline="") as f:
-        split_of = {row["track_id"]: row["split"] for row in csv.DictReader(f)}
     ids = np.asarray(cache.track_ids)
-    splits = np.asarray([split_of.get(t, "") for t in ids])
-    with np.load(data_dir / "scaler.npz") as scaler_file:
-        scaler = Scaler(torch.from_numpy(scaler_file["mean"]).float(), torch.from_numpy(scaler_file["std"]).float())
+    splits = Manifest.load(data_dir / "manifest.csv").splits_of(ids)
+    scaler = load_scaler(data_dir / "scaler.npz")
     tasks = {}
     for source in sources:
         if source == "self":
@@ -160,14 +157,13 @@ class _Crops:
     def __init__(self, cache: MelCache, scaler: Scaler, device: torch.device, on_device: bool):
         self.cache = cache
         self.device = device
-        self.scaler = Scaler(scaler.mean.to(device), scaler.std.to(device))
-        self.n_frames = np.asarray(cache.n_frames)
+        self.scaler = scaler.to(device)
         self.flat = None
         if on_device:
             self.flat, self.offsets, _ = cache.to_tensor(device)
 
     def random_starts(self, tracks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return rng.integers(0, self.n_frames[tracks] - SLICE_FRAMES + 1)
+        return self.cache.random_starts(tracks, rng)
 
     def __call__(self, tracks: np.ndarray, starts: np.ndarray) -> torch.Tensor:
         if self.flat is not None:
@@ -314,7 +310,8 @@ class Trainer:
             self.log(f"{self.config.name} epoch {self.epoch}/{self.config.epochs} "
                      f"train {_fmt(record['train_loss'])} valid {_fmt(record['valid_loss'])} "
                      f"{record['samples_per_second']:.0f} samples/s")
-        (self.run_dir / "done").write_text(json.dumps(self.history[-1]) if self.history else "{}")
+        with atomic_path(self.run_dir / "done") as tmp:
+            tmp.write_text(json.dumps(self.history[-1]) if self.history else "{}")
         return self.history
 
     @torch.no_grad()
@@ -376,8 +373,7 @@ class Trainer:
                   "train_seconds": sum(record["seconds"] for record in self.history),
                   "final": self.history[-1] if self.history else None}
         network = copy.deepcopy(self.network).cpu().eval()
-        scaler = Scaler(self.data.scaler.mean.cpu(), self.data.scaler.std.cpu())
-        return save_model_file(path, network, scaler, name=self.config.name, info={**recipe, **(info or {})},
+        return save_model_file(path, network, self.data.scaler.to("cpu"), name=self.config.name, info={**recipe, **(info or {})},
                                overwrite=overwrite)
 
 

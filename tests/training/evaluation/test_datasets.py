@@ -116,6 +116,17 @@ def test_fma_medium_errors(tmp_path):
         load_fma_medium(tmp_path, check_files=False)
 
 
+def test_fma_medium_reads_tracks_csv_with_a_bom(tmp_path):
+    rows = [(2, "small", "Hip-Hop"), (3, "medium", "Rock"), (5, "large", "Rock")]
+    _write_fma(tmp_path, rows)
+    plain = load_fma_medium(tmp_path)
+    tracks_csv = tmp_path / "fma_metadata" / "tracks.csv"
+    tracks_csv.write_text(tracks_csv.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    with_bom = load_fma_medium(tmp_path)
+    assert with_bom.ids == plain.ids == ("000002", "000003")
+    assert with_bom.labels.tolist() == plain.labels.tolist() == ["Hip-Hop", "Rock"]
+
+
 # --- Ballroom and IRMAS -----------------------------------------------------------------------
 
 

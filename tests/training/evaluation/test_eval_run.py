@@ -9,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 import mtlmusic
-import mtlmusic.extraction.engine
+import mtlmusic.model
+import mtlmusic_training.evaluation.run as evaluation_run
 from mtlmusic_training.cli import app
 from mtlmusic.errors import AudioError, ConfigError
 from mtlmusic_training.evaluation import (
@@ -143,8 +144,8 @@ def test_features_are_cached_per_source_and_dataset(dataset, model_file, tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("extraction must not run")
 
-    monkeypatch.setattr(mtlmusic.extraction.engine, "extract_files", broken)
-    monkeypatch.setattr(mtlmusic, "load_model", broken)
+    monkeypatch.setattr(evaluation_run, "extract_files", broken)
+    monkeypatch.setattr(mtlmusic.model, "load_model", broken)
     cached = dataset_features(model_file, dataset, cache_dir=cache)
     assert cached.from_cache
     np.testing.assert_array_equal(cached.features, found.features)

@@ -315,6 +315,16 @@ def _save(figure, out_png: str | os.PathLike) -> Path:
     return Path(out_png)
 
 
+def _label_panel(axes, title: str, ylabel: str, xlabel: str | None = None, legend_size: str = "small") -> None:
+    """Title and axis labels of a panel, and its legend when something in it is labelled."""
+    axes.set_title(title)
+    axes.set_ylabel(ylabel)
+    if xlabel is not None:
+        axes.set_xlabel(xlabel)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=legend_size)
+
+
 def _baseline_lines(axes, means: "pd.DataFrame", dataset: str) -> None:
     for name, (colour, style) in _BASELINE_STYLE.items():
         rows = means[(means["architecture"] == name) & (means["dataset"] == dataset)]
@@ -358,10 +368,7 @@ def plot_single_source(results: "pd.DataFrame", out_png: str | os.PathLike) -> P
         high = max(means.loc[means["dataset"] == dataset, "score"])
         span = max(high - low, 1e-6)
         axes.set_ylim(low - 0.15 * span, high + 0.15 * span)
-        axes.set_title(dataset)
-        axes.set_ylabel("score")
-        if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize="small")
+        _label_panel(axes, dataset, "score")
     return _save(figure, out_png)
 
 
@@ -383,10 +390,7 @@ def plot_architectures(results: "pd.DataFrame", out_png: str | os.PathLike) -> P
         axes.boxplot(groups, tick_labels=architectures, widths=0.6)
         axes.tick_params(axis="x", labelrotation=45)
         _baseline_lines(axes, means, dataset)
-        axes.set_title(dataset)
-        axes.set_ylabel("score")
-        if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize="small")
+        _label_panel(axes, dataset, "score")
     return _save(figure, out_png)
 
 
@@ -412,11 +416,7 @@ def _by_sources(results: "pd.DataFrame", statistic: str, title: str, ylabel: str
                 axes.plot(line.index, line.to_numpy(), marker="o", markersize=4, color=colours[arch], label=arch)
         if points:
             _baseline_lines(axes, means, dataset)
-        axes.set_title(dataset)
-        axes.set_xlabel("number of sources")
-        axes.set_ylabel(ylabel)
-        if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize="x-small")
+        _label_panel(axes, dataset, ylabel, "number of sources", "x-small")
     return _save(figure, out_png)
 
 
@@ -624,10 +624,7 @@ def plot_mixed_model(fit: MixedModelFit, results: "pd.DataFrame", out_png: str |
             intercept, slope = fit.effects.loc[(dataset, arch), ["intercept", "slope"]]
             axes.scatter(part["n_sources"], part["score"], s=6, alpha=0.25, color=colours[arch])
             axes.plot(n, intercept + slope * (n - fit.center), color=colours[arch], label=arch)
-        axes.set_title(dataset)
-        axes.set_xlabel("number of sources")
-        axes.set_ylabel("score")
-        axes.legend(fontsize="x-small")
+        _label_panel(axes, dataset, "score", "number of sources", "x-small")
     return _save(figure, out_png)
 
 

@@ -37,6 +37,8 @@ from scipy import sparse
 
 from mtlmusic.errors import ConfigError
 
+from ..datasets import FMA_SIZES, read_fma_csv
+
 
 TASKS = ("classification", "regression", "recommendation")
 
@@ -321,35 +323,6 @@ def load_gtzan(root) -> EvalDataset:
     return _classification("GTZAN", paths, ids, labels, None, 0, False)
 
 
-def _fma_rows(tracks_csv: Path):
-    """Yield ``(track_id, subset, genre_top)`` from FMA's ``tracks.csv`` (two-row column header)."""
-    with tracks_csv.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        top = next(reader, [])
-        sub = next(reader, [])
-        columns = list(zip(top, sub, strict=False))
-        try:
-            subset_col = columns.index(("set", "subset"))
-            genre_col = columns.index(("track", "genre_top"))
-        except ValueError:
-            raise ConfigError(
-                f"{tracks_csv} is not FMA's tracks.csv: its two header rows lack the "
-                "(set, subset) and (track, genre_top) columns"
-            ) from None
-        for line, row in enumerate(reader, start=3):
-            if not row or row[0] == "track_id":
-                continue
-            try:
-                track_id = int(row[0])
-            except ValueError:
-                raise ConfigError(
-                    f"{tracks_csv}, line {line}: track id {row[0]!r} is not an integer"
-                ) from None
-            if len(row) <= max(subset_col, genre_col):
-                raise ConfigError(f"{tracks_csv}, line {line}: the row is truncated")
-            yield track_id, row[subset_col], row[genre_col]
-
-
 def load_fma_medium(
     root, *, subsample: float | None = None, seed: int = 0, check_files: bool = True
 ) -> EvalDataset:
@@ -401,10 +374,11 @@ def load_fma_medium(
     if check_files:
         _require_dir(audio, "FMA medium audio folder (fma_medium/)")
     ids, labels = [], []
-    for track_id, subset, genre in _fma_rows(tracks_csv):
-        if subset in ("small", "medium") and genre:
+    wanted = {"subset": ("set", "subset"), "genre": ("track", "genre_top")}
+    for _, track_id, record in read_fma_csv(tracks_csv, 2, wanted):
+        if record["subset"] in FMA_SIZES["medium"] and record["genre"]:
             ids.append(f"{track_id:06d}")
-            labels.append(genre)
+            labels.append(record["genre"])
     if not ids:
         raise ConfigError(
             f"{tracks_csv} lists no track of the small or medium subset with a top genre"

@@ -158,9 +158,14 @@ def _check_features(X, n_rows: int | None = None) -> np.ndarray:
     return X
 
 
+def _check_positive_int(value, name: str) -> None:
+    """Refuse anything but a positive whole number (``5`` or ``5.0``)."""
+    if int(value) != value or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _check_splits(n_repeats: int, n_folds: int, n_items: int) -> None:
-    if int(n_repeats) != n_repeats or n_repeats < 1:
-        raise ConfigError(f"n_repeats must be a positive integer, got {n_repeats!r}")
+    _check_positive_int(n_repeats, "n_repeats")
     if int(n_folds) != n_folds or n_folds < 2:
         raise ConfigError(f"n_folds must be an integer >= 2, got {n_folds!r}")
     if n_folds > n_items:
@@ -464,11 +469,11 @@ class _RidgeStep:
         return coef if self.primal else self.X.T @ coef
 
 
-def _check_interactions(R, n_items: int | None = None) -> sparse.csr_matrix:
+def _check_interactions(R, n_items: int) -> sparse.csr_matrix:
     R = sparse.csr_matrix(R, dtype=np.float64)
     if R.ndim != 2 or R.shape[0] == 0 or R.shape[1] == 0:
         raise ConfigError(f"interactions must be a non-empty users x items matrix, got {R.shape}")
-    if n_items is not None and R.shape[1] != n_items:
+    if R.shape[1] != n_items:
         raise ConfigError(
             f"interactions have {R.shape[1]} item columns but the features have {n_items} rows; "
             "pass one feature vector per item, in the interaction matrix's column order"
@@ -478,14 +483,16 @@ def _check_interactions(R, n_items: int | None = None) -> sparse.csr_matrix:
     return R
 
 
-def _check_als_options(r, lambda_v, lambda_u, lambda_w, n_iter) -> None:
-    if int(r) != r or r < 1:
-        raise ConfigError(f"r (number of factors) must be a positive integer, got {r!r}")
-    if int(n_iter) != n_iter or n_iter < 1:
-        raise ConfigError(f"n_iter must be a positive integer, got {n_iter!r}")
+def _check_als_input(R, X, r, lambda_v, lambda_u, lambda_w, n_iter) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """The checked interactions and features of a content-aware ALS fit, after checking its options."""
+    X = _check_features(X)
+    R = _check_interactions(R, X.shape[0])
+    _check_positive_int(r, "r (number of factors)")
+    _check_positive_int(n_iter, "n_iter")
     for name, value in (("lambda_v", lambda_v), ("lambda_u", lambda_u), ("lambda_w", lambda_w)):
         if not value > 0:
             raise ConfigError(f"{name} must be positive, got {value!r}")
+    return R, X
 
 
 def _als(R, ridge, r, lambda_v, lambda_u, n_iter, rng, track_objective):
@@ -591,9 +598,7 @@ def content_als(
     >>> bool(np.all(np.diff(model.objective) <= 1e-9 * model.objective[0]))
     True
     """
-    X = _check_features(X)
-    R = _check_interactions(R, X.shape[0])
-    _check_als_options(r, lambda_v, lambda_u, lambda_w, n_iter)
+    R, X = _check_als_input(R, X, r, lambda_v, lambda_u, lambda_w, n_iter)
     ridge = _RidgeStep(lambda_w / lambda_v, X=X)
     U, V, coef, objective = _als(
         R, ridge, int(r), lambda_v, lambda_u, int(n_iter), np.random.default_rng(seed), True
@@ -634,8 +639,7 @@ def average_precision_at_k(ranked, relevant, k: int = 20) -> float:
     >>> round(average_precision_at_k(["a", "b", "c", "d"], {"a", "c"}, k=20), 4)
     0.8333
     """
-    if int(k) != k or k < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    _check_positive_int(k, "k")
     relevant = set(relevant)
     if not relevant:
         raise ConfigError("average precision is undefined without relevant items")
@@ -743,11 +747,8 @@ def evaluate_recommendation(
     >>> result.metric, result.n_splits
     ('ap@20', 5)
     """
-    X = _check_features(X)
-    R = _check_interactions(R, X.shape[0])
-    _check_als_options(r, lambda_v, lambda_u, lambda_w, n_iter)
-    if int(k) != k or k < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    R, X = _check_als_input(R, X, r, lambda_v, lambda_u, lambda_w, n_iter)
+    _check_positive_int(k, "k")
     n_items = X.shape[0]
     _check_splits(n_repeats, n_folds, n_items)
     R = R.copy()

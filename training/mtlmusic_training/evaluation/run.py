@@ -81,7 +81,8 @@ from .protocols import (
     evaluate_recommendation,
     evaluate_regression,
 )
-from mtlmusic.frontend import N_MELS, Scaler, mel_power, power_to_db
+from mtlmusic.frontend import Scaler, ScalerStats, track_db
+from mtlmusic.extraction.engine import extract_files
 from mtlmusic.extraction.sinks import FORMATS, MANIFEST, read_features, write_features
 from mtlmusic.model import Model
 from mtlmusic.modelfile import read_config, tensors_sha256
@@ -188,8 +189,9 @@ def rand_model(scaler: Scaler | None = None, seed: int = RAND_SEED, device: str 
 def fit_scaler(paths: Sequence[str | os.PathLike], progress: Progress | None = None) -> Scaler:
     """Per-mel-bin mean and standard deviation of the front end's dB frames of some audio files.
 
-    The recipe of a trained model's scaler (SPEC section 1): every frame of every file, both
-    channels pooled, population standard deviation. Files that cannot be read are skipped.
+    The recipe of a trained model's scaler (SPEC section 1): every frame of every file
+    (:func:`mtlmusic.frontend.track_db`), both channels pooled, population standard deviation,
+    accumulated by :class:`mtlmusic.frontend.ScalerStats`. Files that cannot be read are skipped.
 
     Parameters
     ----------
@@ -213,24 +215,17 @@ def fit_scaler(paths: Sequence[str | os.PathLike], progress: Progress | None = N
     >>> scaler.mean.shape  # doctest: +SKIP
     torch.Size([128])
     """
-    total = np.zeros(N_MELS)
-    total_sq = np.zeros(N_MELS)
-    count = 0
+    stats = ScalerStats()
     for done, path in enumerate(paths, start=1):
         try:
-            db = power_to_db(mel_power(load_audio(path))).double().reshape(-1, N_MELS).numpy()
+            stats.update(track_db(path).db)
         except MtlmusicError:
-            db = np.zeros((0, N_MELS))
-        total += db.sum(axis=0)
-        total_sq += np.square(db).sum(axis=0)
-        count += db.shape[0]
+            pass
         if progress is not None:
             progress(done, len(paths))
-    if count == 0:
+    if stats.count == 0:
         raise AudioError("cannot fit a scaler: none of the audio files could be read")
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
-    return Scaler(torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+    return stats.scaler()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,10 +241,8 @@ class _Extractor:
     extract: Callable[[list[Path], Progress | None], tuple[np.ndarray, list[str], dict[int, str]]]
 
 
-def _model_extract(model: Model, workers: int):
+def _model_extract(model: Model, workers: int | None):
     def extract(paths, progress):
-        from mtlmusic.extraction.engine import extract_files
-
         rows = np.full((len(paths), model.dim), np.nan, dtype=np.float32)
         errors = {}
         for index, result in enumerate(extract_files(model, paths, workers=workers)):
@@ -295,7 +288,7 @@ def _mfcc_names(_dim: int) -> list[str]:
             for i in range(N_MFCC)]
 
 
-def _rand_extract(device: str | None, workers: int):
+def _rand_extract(device: str | None, workers: int | None):
     def extract(paths, progress):
         scaler = fit_scaler(paths)
         return _model_extract(rand_model(scaler, device=device), workers)(paths, progress)
@@ -310,12 +303,12 @@ def _model_sha(model: Model) -> str:
     return tensors_sha256(tensors)
 
 
-def _loaded_model_extractor(model: Model, workers: int) -> _Extractor:
+def _loaded_model_extractor(model: Model, workers: int | None) -> _Extractor:
     return _Extractor(model.name or "model", {"kind": "model", "sha256": _model_sha(model)},
                       _model_extract(model, workers))
 
 
-def _named_model_extractor(name: str | os.PathLike, device: str | None, workers: int) -> _Extractor:
+def _named_model_extractor(name: str | os.PathLike, device: str | None, workers: int | None) -> _Extractor:
     """A model given by name or file, loaded only when features have to be extracted."""
     from mtlmusic.model import load_model
     from mtlmusic.hub import model_files
@@ -333,7 +326,7 @@ def _named_model_extractor(name: str | os.PathLike, device: str | None, workers:
     return _Extractor(label, {"kind": "model", "sha256": config.get("tensors_sha256")}, extract)
 
 
-def _extractor(source, key: str | None, device: str | None, workers: int) -> _Extractor:
+def _extractor(source, key: str | None, device: str | None, workers: int | None) -> _Extractor:
     if isinstance(source, Model):
         return _loaded_model_extractor(source, workers)
     if callable(source):
@@ -449,7 +442,7 @@ def dataset_features(
     cache_dir: str | os.PathLike | None = None,
     key: str | None = None,
     device: str | None = None,
-    workers: int = 0,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> DatasetFeatures:
     """Features of every track of ``dataset`` from any features source, through the cache.
@@ -468,8 +461,9 @@ def dataset_features(
         changes. A callable without a key is not cached.
     device : str, optional
         Device of a model loaded by name and of Rand.
-    workers : int, default 0
-        Decoding processes beside the network (see :func:`mtlmusic.extraction.engine.extract_files`).
+    workers : int, optional
+        Decoding processes beside the network; by default the engine chooses them from the cores
+        available (see :func:`mtlmusic.extraction.engine.extract_files`).
     progress : callable, optional
         Called as ``progress(done, total)`` while tracks are extracted.
 
@@ -539,7 +533,7 @@ def evaluate(
     seed: int = 0,
     n_jobs: int | None = 1,
     device: str | None = None,
-    workers: int = 0,
+    workers: int | None = None,
     progress: Progress | None = None,
     **protocol_options,
 ) -> EvaluationResult:
@@ -570,8 +564,8 @@ def evaluate(
         Threads scoring splits.
     device : str, optional
         Device of a model loaded by name and of Rand.
-    workers : int, default 0
-        Decoding processes beside the network.
+    workers : int, optional
+        Decoding processes beside the network (default: chosen from the cores available).
     progress : callable, optional
         Called as ``progress(done, total)`` while tracks are extracted.
     **protocol_options
