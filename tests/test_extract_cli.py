@@ -276,3 +276,10 @@ def test_parquet_without_pyarrow_fails_before_any_work(collection, model_file, t
     result = run(str(collection / "rock"), "-o", str(tmp_path / name), "-m", str(model_file), "-q", "--workers", "0")
     assert result.exit_code == 2 and "pip install 'mtlmusic[parquet]'" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_moved_eval_command_says_where_it_went():
+    result = runner.invoke(app, ["eval", "mfcc", "--dataset", "gtzan", "--root", "GTZAN"])
+    assert result.exit_code == 2
+    assert "mtlmusic-train eval mfcc --dataset gtzan --root GTZAN" in result.output
+    assert "mtlmusic[training]" in result.output

@@ -664,15 +664,8 @@ def load_labels_csv(path, *, name: str | None = None, check_files: bool = True) 
 def load_values_csv(path, *, name: str | None = None, check_files: bool = True) -> EvalDataset:
     """A regression dataset from a CSV with the columns ``path`` and ``value``.
 
-    Parameters
-    ----------
-    path : str or path
-        The CSV (header row required; other columns are ignored). Relative audio paths are
-        resolved against the CSV's folder.
-    name : str, optional
-        Dataset name; default the CSV's file stem.
-    check_files : bool, default True
-        Check that every audio file exists.
+    Reads the CSV as :func:`load_labels_csv` does (same parameters), with numbers instead of
+    labels.
 
     Returns
     -------
