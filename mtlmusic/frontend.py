@@ -141,12 +141,10 @@ class MelStream:
         self._mel = _mel_module(str(self.device))
         self._chunk_frames = CPU_CHUNK_FRAMES if self.device.type == "cpu" else CHUNK_FRAMES
         self._buffer = torch.zeros(2, N_FFT // 2, device=self.device)
-        self.n_samples = 0
 
     def push(self, block) -> torch.Tensor:
         """Add the next ``(2, k)`` samples; return the frames completed by them."""
         block = torch.as_tensor(block, dtype=torch.float32).to(self.device)
-        self.n_samples += block.shape[1]
         self._buffer = torch.cat([self._buffer, block], dim=1)
         return self._take_frames()
 

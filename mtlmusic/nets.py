@@ -19,8 +19,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Input shape of one slice: channels, time frames, mel bands.
-SLICE_SHAPE = (2, 216, 128)
 #: Size of the representation (fc-feature) of one feature network.
 FEATURE_DIM = 256
 #: Names of the stages of the feature network, in order (paper Table 3).
