@@ -5,7 +5,8 @@ Every function here returns float32 audio of shape ``(2, n_samples)`` at
 
 Decoding
     WAV, FLAC, Ogg (Vorbis, Opus), MP3, AIFF and the other formats of libsndfile
-    are read with :mod:`soundfile`. Anything else (M4A/AAC, WMA, WebM, ...) is
+    are read with :mod:`soundfile`. Anything else (M4A/AAC, WMA, WebM, tracker
+    modules ``.mod .xm .it .s3m .stm`` through ffmpeg's libopenmpt, ...) is
     decoded by ``ffmpeg`` when it is installed; otherwise a
     :class:`~mtlmusic.errors.DecoderNotFoundError` names the file and the missing
     decoder.
@@ -59,11 +60,13 @@ from .errors import AudioError, ConfigError, DecoderNotFoundError
 
 #: Sample rate of the network's input.
 SAMPLE_RATE = 22050
+#: Tracker module extensions (ProTracker, FastTracker 2, Impulse Tracker, Scream Tracker 2 and 3), decoded by ffmpeg.
+TRACKER_EXTENSIONS = frozenset({".mod", ".xm", ".it", ".s3m", ".stm"})
 #: File extensions treated as audio when scanning directories.
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".m4a", ".aac", ".mp4",
     ".wma", ".webm", ".mka", ".ape", ".wv", ".au", ".caf",
-})
+}) | TRACKER_EXTENSIONS
 #: Frames decoded per block when streaming a file.
 BLOCK_FRAMES = 1 << 18
 

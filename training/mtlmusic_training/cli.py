@@ -257,6 +257,27 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
     typer.echo(score_table(rows))
 
 
+@app.command("open-corpus-debian")
+def open_corpus_debian(source_root: Path = typer.Argument(..., help="Download folder: debs/ and the extractions x/."),
+                       corpus: Path = typer.Argument(..., help="Corpus folder; debian.csv is written there."),
+                       fetch: bool = typer.Option(False, "--fetch", help="Download and extract the packages first "
+                                                  "(apt-get download, dpkg -x; run apt-get update before)."),
+                       kinds: list[str] = typer.Option(["recorded", "tracker"], "--kind",
+                                                       help="Kinds of the package list: recorded, tracker.")) -> None:
+    """List the music of the Debian game-data packages of the package list (debian.csv), fetching them if asked."""
+    from .corpus import build_debian_corpus, fetch_packages, read_package_list
+
+    if fetch:
+        report = fetch_packages(read_package_list(kinds=kinds)["package"], source_root)
+        failed = {name: status for name, status in report.items() if status.startswith("failed")}
+        typer.echo(f"fetched {len(report) - len(failed)} of {len(report)} packages"
+                   + (f"; failed (rerun to retry): {json.dumps(failed, indent=2)}" if failed else ""))
+    table = build_debian_corpus(source_root / "x", corpus, kinds=kinds)
+    minutes = (table.groupby("licence")["duration"].sum() / 60).round(1).sort_values(ascending=False)
+    typer.echo(f"{len(table)} tracks, {table['duration'].sum() / 60:.0f} minutes, "
+               f"{table['soundtrack'].nunique()} packages; minutes per licence:\n{minutes.to_string()}")
+
+
 EVAL_DATASETS = ("gtzan", "fma", "ballroom", "irmas", "emotion-arousal", "emotion-valence", "jam",
                  "labels-csv", "values-csv")
 

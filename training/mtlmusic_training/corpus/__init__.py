@@ -20,6 +20,11 @@ steps, each resumable and each writing into one corpus folder:
    (:mod:`.sources`) turns them, and the composer labels, into the learning targets
    of :mod:`mtlmusic_training.targets`.
 
+More recorded music: :func:`fetch_packages` and :func:`build_debian_corpus`
+(:mod:`.debian`) list the music of the game-data packages of the package list
+shipped with the code (``debian.csv``), and :func:`excerpt_windows` their 30 s
+excerpts.
+
 :func:`build_open_corpus` (:mod:`.build`) runs all four;
 :func:`compute_timbre_targets` (:mod:`.timbre`) adds the ``timbre`` source, and
 :mod:`.heldout` (not imported here: it loads the evaluation stack) scores models
@@ -58,6 +63,8 @@ Examples
 
 from ._io import METADATA_COLUMNS
 from .build import build_open_corpus
+from .debian import (DEBIAN_KINDS, PACKAGE_LIST, RESERVED_PACKAGES, build_debian_corpus, excerpt_windows,
+                     fetch_packages, music_folders, read_package_list, unpack_archives)
 from .descriptors import (ANALYSIS_SECONDS, DESCRIPTOR_VERSION, HOP_LENGTH, KEY_NAMES, KEY_WINDOW_SECONDS, TEMPO_EDGES,
                           Descriptors, analysis_audio, compute_audio_descriptors, describe_audio, load_descriptors)
 from .renders import (BPM_RANGE, DEFAULT_PROGRAMS, DEFAULT_SOUNDFONT, MUSIC21_LICENCE, STYLES, build_music21_corpus,
@@ -69,12 +76,14 @@ from .splits import DEFAULT_FRACTIONS, build_manifest, corpus_summary, split_tra
 from .timbre import TIMBRE_TOPICS, TIMBRE_WORDS, compute_timbre_targets
 
 __all__ = [
-    "ANALYSIS_SECONDS", "BPM_RANGE", "COMPOSER_SOUNDTRACKS", "DEFAULT_FRACTIONS", "DEFAULT_PROGRAMS",
+    "ANALYSIS_SECONDS", "BPM_RANGE", "COMPOSER_SOUNDTRACKS", "DEBIAN_KINDS", "DEFAULT_FRACTIONS", "DEFAULT_PROGRAMS",
     "DEFAULT_SOUNDFONT", "DEFAULT_TARGET_SOURCES", "DESCRIPTOR_VERSION", "HOP_LENGTH", "KEY_NAMES",
     "KEY_WINDOW_SECONDS", "LABEL_SMOOTHING", "LABEL_SOURCES", "METADATA_COLUMNS", "MUSIC21_LICENCE", "OPEN_SOURCES",
-    "SOUNDTRACK_PACKAGES", "STYLES", "TEMPO_EDGES", "TIMBRE_TOPICS", "TIMBRE_WORDS", "Descriptors",
-    "analysis_audio", "build_manifest", "build_music21_corpus", "build_open_corpus", "build_soundtrack_corpus",
-    "compute_audio_descriptors", "compute_opencorpus_targets", "compute_timbre_targets", "corpus_summary",
-    "describe_audio", "label_targets", "licence_for", "load_descriptors", "music21_candidates",
-    "register_opencorpus_sources", "render_score", "split_tracks",
+    "PACKAGE_LIST", "RESERVED_PACKAGES", "SOUNDTRACK_PACKAGES", "STYLES", "TEMPO_EDGES", "TIMBRE_TOPICS",
+    "TIMBRE_WORDS", "Descriptors",
+    "analysis_audio", "build_debian_corpus", "build_manifest", "build_music21_corpus", "build_open_corpus",
+    "build_soundtrack_corpus", "compute_audio_descriptors", "compute_opencorpus_targets", "compute_timbre_targets",
+    "corpus_summary", "describe_audio", "excerpt_windows", "fetch_packages", "label_targets", "licence_for",
+    "load_descriptors", "music21_candidates", "music_folders", "read_package_list", "register_opencorpus_sources",
+    "render_score", "split_tracks", "unpack_archives",
 ]
