@@ -5,6 +5,7 @@ Audio in, one feature vector per track out::
     import mtlmusic
     features = mtlmusic.extract("song.mp3")              # the embedded default model
     model = mtlmusic.load_model("path/to/model.safetensors")
+    model = mtlmusic.load_model("hf-hub:org/models/ssr-bpm.safetensors")   # any hub repository
     matrix = model.extract(["a.mp3", "b.flac"])           # N x model.dim
 
 The whole public surface is here: :func:`load_model`, :func:`extract`,
@@ -16,7 +17,7 @@ from .audio import SAMPLE_RATE, load_audio
 from .errors import (AudioError, ConfigError, DecoderNotFoundError, ModelFileError, ModelNotFoundError,
                      MtlmusicError)
 from .model import Model, SliceFeatures, extract, load_model
-from .registry import list_models
+from .hub import list_models
 
 __all__ = [
     "SAMPLE_RATE", "AudioError", "ConfigError", "DecoderNotFoundError", "Model", "ModelFileError",

@@ -35,7 +35,8 @@ def extract(
                                           help="Feature file: .npy (+ .npy.json sidecar), .npz, .csv or .parquet; "
                                                "or a folder (no extension): a Parquet dataset for huge collections."),
     per_file: Optional[Path] = typer.Option(None, "--per-file", help="Also write one .npy per input, mirroring the tree."),
-    model_name: str = typer.Option("default", "--model", "-m", help="Model name or .safetensors file."),
+    model_name: str = typer.Option("default", "--model", "-m",
+                                   help="Model name, .safetensors file, or hf-hub:ORG/REPO, hf-hub:ORG/REPO@REVISION or hf-hub:ORG/REPO/FILE."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
     batch_size: int = typer.Option(64, help="Slices per forward pass."),
     workers: Optional[int] = typer.Option(None, min=0, show_default=False,
@@ -131,27 +132,34 @@ app.command("extract")(extract)
 
 
 @app.command("models")
-def models(pattern: Optional[str] = typer.Argument(None, help="Glob over names, e.g. 'mscr2-*'.")) -> None:
-    """List the known models: architecture, sources, feature dimension, and where each loads from.
+def models(pattern: Optional[str] = typer.Argument(
+        None, help="Glob over names, e.g. 'mscr2-*'; or a hub repository, hf-hub:ORG/REPO (also @REVISION, /GLOB).")
+           ) -> None:
+    """List the known models, or the model files of a hub repository: architecture, sources, feature dimension,
+    and where each loads from.
 
     Status: embedded (in the package), cached (downloaded, usable offline), remote
     (downloaded on first use) or not installed.
     """
     from .architectures import parse_model_name
     from .errors import ModelNotFoundError
-    from .hub import model_status, resolve_model
-    from .registry import list_models
+    from .hub import is_hub_name, list_models, model_status, parse_hub_name, resolve_model
     from .modelfile import read_config
 
     table = Table("name", "architecture", "sources", "dim", "status")
-    for name in list_models(pattern):
+    try:
+        names = list_models(pattern)
+    except MtlmusicError as err:
+        err_console.print(f"error: {err}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    for name in names:
         try:
             status = model_status(name)
         except ModelNotFoundError:
             status = "not installed"
         try:
-            arch, sources = parse_model_name(name)
-        except ConfigError:  # an alias such as "default": its file says what it is, when it is here
+            arch, sources = parse_model_name(Path(parse_hub_name(name).file).stem if is_hub_name(name) else name)
+        except ConfigError:  # an alias such as "default", a file named otherwise: its config says what it is
             if status not in ("embedded", "cached"):
                 table.add_row(name, "", "", "", status)
                 continue
@@ -171,18 +179,27 @@ def hub_push(files: list[Path] = typer.Argument(..., help="Model files (.safeten
              repo: str = typer.Option(..., "--repo", help="Hub repository id, e.g. org/mtlmusic-models."),
              registry: Path = typer.Option(Path("registry.json"), help="Registry JSON to create or update."),
              token: Optional[str] = typer.Option(None, envvar="HF_TOKEN", help="Hub token (default: HF_TOKEN)."),
-             revision: str = typer.Option("main", help="Branch to commit to.")) -> None:
-    """Upload model files with a model card, and record them (file, sha256, pinned revision) in a registry."""
+             revision: str = typer.Option("main", help="Branch to commit to."),
+             overwrite: bool = typer.Option(False, "--overwrite",
+                                            help="Replace files of the repository that differ from those pushed.")
+             ) -> None:
+    """Upload model files with a model card, and record them (file, sha256, pinned revision) in a registry.
+
+    The repository then loads without the registry too: mtlmusic-extract ... -m hf-hub:ORG/NAME (or hf-hub:ORG/NAME/FILE).
+    Files already there with other contents are replaced only with --overwrite.
+    """
     from .publish import push_models
 
     try:
-        entries = push_models(files, repo, token=token, registry_path=registry, revision=revision)
+        entries = push_models(files, repo, token=token, registry_path=registry, revision=revision,
+                              overwrite=overwrite)
     except MtlmusicError as err:
         err_console.print(f"error: {err}", highlight=False, markup=False)
         raise typer.Exit(2)
     for name, entry in entries.items():
         typer.echo(f"{name}: {entry.file} sha256 {entry.sha256[:12]}")
     typer.echo(f"registry written to {registry}; ship it as mtlmusic/registry.json or set MTLMUSIC_REGISTRY.")
+    typer.echo(f"load them from any installation as hf-hub:{repo}/FILE, e.g. hf-hub:{repo}/{min(entries)}.safetensors")
 
 
 @app.command("import-checkpoint")
@@ -205,7 +222,8 @@ def import_checkpoint_command(
 
 
 @app.command("info")
-def info(model: str = typer.Argument(..., help="Model name or .safetensors file.")) -> None:
+def info(model: str = typer.Argument(..., help="Model name, .safetensors file, or hf-hub:ORG/REPO, hf-hub:ORG/REPO@REVISION or hf-hub:ORG/REPO/FILE.")
+         ) -> None:
     """Print a model's config (architecture, sources, dimension, card) as JSON."""
     from .hub import resolve_model
     from .modelfile import read_config

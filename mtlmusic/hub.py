@@ -10,6 +10,24 @@ Downloads use ``huggingface_hub`` and its standard cache, pinned to the
 registry's revision, and every file is checked against the registry's SHA-256.
 Nothing is downloaded at import time.
 
+Any hub repository holding mtlmusic model files is reachable without a registry,
+as in timm, by a name of the form::
+
+    hf-hub:ORG/REPO                       the repository's only .safetensors file
+    hf-hub:ORG/REPO@REVISION              the same at a branch, tag or commit (no "/" in REVISION)
+    hf-hub:ORG/REPO/FILE.safetensors      one file of a repository holding several (FILE may be in a folder)
+    hf-hub:ORG/REPO/NAME                  NAME.safetensors, or for an MSS-CR NAME without a file of its own
+                                          (msscr-self-bpm) its SS-R members ssr-self.safetensors, ssr-bpm.safetensors
+    hf-hub:ORG/REPO@REVISION/FILE         a file at a revision; also hf-hub:ORG/REPO/FILE@REVISION,
+                                          the form for revisions with a "/" (refs/pr/1)
+
+Such files go to the same cache, honour ``HF_HUB_OFFLINE`` the same way, and,
+with no registry checksum to compare with, are verified by the SHA-256 of their
+tensors recorded in their own config (:func:`~mtlmusic.modelfile.verify_model_file`);
+a corrupt cached copy is deleted and fetched again. A repository holding several
+model files needs the file in the name: the error lists them, as does
+``list_models("hf-hub:ORG/REPO")``.
+
 Environment variables:
 
 ``MTLMUSIC_HUB_REPO``
@@ -32,7 +50,9 @@ Examples
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,9 +66,10 @@ from .architectures import MultiTaskNetwork, assemble_msscr, model_name, parse_m
 from .errors import ConfigError, ModelFileError, ModelNotFoundError
 from .files import file_sha256
 from .frontend import Scaler
-from .modelfile import FORMAT_VERSION, feature_names, load_model_file
+from .modelfile import FORMAT_VERSION, NewerFormatError, feature_names, load_model_file, verify_model_file
 from .registry import (ALIASES, EMBEDDED_DIR, Registry, RegistryEntry, RegistryLike, embedded_models, is_model_path,
-                       list_models, load_registry, msscr_members)
+                       load_registry, msscr_members)
+from .registry import list_models as registry_models
 
 ENV_REPO = "MTLMUSIC_HUB_REPO"
 ENV_REVISION = "MTLMUSIC_HUB_REVISION"
@@ -91,6 +112,12 @@ def _hub(registry: RegistryLike, repo_id: str | None, revision: str | None, endp
                 endpoint.rstrip("/") if endpoint else None, token)
 
 
+def _hf_hub(endpoint: str | None, token: str | bool | None) -> _Hub:
+    """Where to fetch ``hf-hub:`` names from: no registry, the repository and revision are in the name."""
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    return _Hub(Registry(None, None, {}), None, None, endpoint.rstrip("/") if endpoint else None, token)
+
+
 def _is_offline() -> bool:
     """``HF_HUB_OFFLINE`` as set now (huggingface_hub reads it only once, at import)."""
     from huggingface_hub import constants
@@ -110,7 +137,7 @@ def _unknown(name: str, hub: _Hub) -> ModelNotFoundError:
                 f"published in the registry (repository {hub.repo_id or 'none configured'})")
     except ConfigError as err:
         what = str(err)
-    known = list_models(registry=hub.registry)
+    known = registry_models(registry=hub.registry)
     shown = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
     return ModelNotFoundError(f"Unknown model {name!r}: {what}. Known models: {shown or 'none'} "
                               "(see mtlmusic.list_models()); or pass the path of a model file.")
@@ -147,7 +174,7 @@ def model_status(name: str, *, registry: RegistryLike = None, repo_id: str | Non
     Parameters
     ----------
     name : str
-        A model name or alias (see :func:`list_models`).
+        A model name or alias (see :func:`list_models`), or an ``hf-hub:`` name.
     registry : Registry or path-like, optional
         See :func:`load_registry`.
     repo_id, revision : str, optional
@@ -163,6 +190,8 @@ def model_status(name: str, *, registry: RegistryLike = None, repo_id: str | Non
     >>> model_status("ssr-bpm")                               # doctest: +SKIP
     'remote'
     """
+    if is_hub_name(name):
+        return _hub_status(parse_hub_name(name))
     hub = _hub(registry, repo_id, revision, None)
     found = _lookup(str(name), hub)
     if isinstance(found, tuple):
@@ -191,7 +220,9 @@ def resolve_model(name_or_path: str | os.PathLike, *, registry: RegistryLike = N
     Parameters
     ----------
     name_or_path : str or path-like
-        A model file, a model name or an alias.
+        A model file, a model name or an alias, or an ``hf-hub:ORG/REPO...`` name
+        (see the module's documentation; ``registry``, ``repo_id`` and ``revision``
+        do not apply to it).
     registry : Registry or path-like, optional
         See :func:`load_registry`.
     repo_id : str, optional
@@ -212,14 +243,22 @@ def resolve_model(name_or_path: str | os.PathLike, *, registry: RegistryLike = N
     ModelNotFoundError
         No such file or model, the name is an MSS-CR assembled from several files
         (use :func:`model_files` or :func:`load_network`), or the file is neither
-        cached nor downloadable (offline, 404, network error).
+        cached nor downloadable (offline, 404, network error); for ``hf-hub:``
+        names also a repository, revision or file that does not exist, a gated or
+        private repository without a token, or several model files and none named.
     ModelFileError
-        The downloaded file does not have the registry's SHA-256 (it is deleted).
+        The downloaded file does not have the registry's SHA-256, or (``hf-hub:``
+        names) is not a valid mtlmusic model file of a format this version reads
+        (it is deleted).
+    ConfigError
+        A malformed ``hf-hub:`` name.
 
     Examples
     --------
     >>> resolve_model("ssr-bpm")                               # doctest: +SKIP
     PosixPath('/home/me/.cache/huggingface/hub/models--.../ssr-bpm.safetensors')
+    >>> resolve_model("hf-hub:org/models@v1.0/ssr-bpm.safetensors")   # doctest: +SKIP
+    PosixPath('/home/me/.cache/huggingface/hub/models--org--models/snapshots/.../ssr-bpm.safetensors')
     """
     files = model_files(name_or_path, registry=registry, repo_id=repo_id, revision=revision,
                         endpoint=endpoint, token=token)
@@ -242,7 +281,11 @@ def model_files(name_or_path: str | os.PathLike, *, registry: RegistryLike = Non
     --------
     >>> sorted(model_files("msscr-self-bpm"))                  # doctest: +SKIP
     ['ssr-bpm', 'ssr-self']
+    >>> sorted(model_files("hf-hub:org/models/msscr-self-bpm"))    # doctest: +SKIP
+    ['ssr-bpm', 'ssr-self']
     """
+    if is_hub_name(name_or_path):
+        return _hub_model_files(parse_hub_name(name_or_path), _hf_hub(endpoint, token))
     if is_model_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
@@ -338,14 +381,16 @@ def load_network(name_or_path: str | os.PathLike = "default", *, registry: Regis
     """
     files = model_files(name_or_path, registry=registry, repo_id=repo_id, revision=revision,
                         endpoint=endpoint, token=token)
+    hub_name = parse_hub_name(name_or_path) if is_hub_name(name_or_path) else None
     if len(files) == 1:
-        path = next(iter(files.values()))
+        (member, path), = files.items()
         network, scaler, config = load_model_file(path)
         config["path"] = str(path)
-        if not is_model_path(name_or_path) and not config.get("name"):
-            config["name"] = ALIASES.get(str(name_or_path), str(name_or_path))
+        if (hub_name or not is_model_path(name_or_path)) and not config.get("name"):
+            config["name"] = member
         return network, scaler, config
-    return _assembled_msscr([load_model_file(path) for path in files.values()], str(name_or_path))
+    return _assembled_msscr([load_model_file(path) for path in files.values()],
+                            Path(hub_name.file).name if hub_name else str(name_or_path))
 
 
 def _assembled_msscr(members: Sequence[tuple[MultiTaskNetwork, Scaler, dict[str, Any]]],
@@ -369,3 +414,285 @@ def _assembled_msscr(members: Sequence[tuple[MultiTaskNetwork, Scaler, dict[str,
                                     for network, _, config in members}},
     }
     return assembled, scaler, config
+
+
+# ---------------------------------------------------------------------------------------------
+# hf-hub: names, any hub repository without a registry
+
+#: Prefix of the names of models in any hub repository.
+HUB_PREFIX = "hf-hub:"
+_HUB_NAME = re.compile(r"^hf-hub:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/@\s]+))?"
+                       r"(?:/(?P<file>[^@\s]+))?(?:@(?P<tail>[^@\s]+))?$")
+_MODEL_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class HubName:
+    """A parsed ``hf-hub:`` name: repository, revision (None: ``main``) and file or model name (None: the only one).
+
+    Examples
+    --------
+    >>> name = parse_hub_name("hf-hub:org/models@v1.0/ssr-bpm.safetensors")
+    >>> name.repo_id, name.revision, name.file, str(name)
+    ('org/models', 'v1.0', 'ssr-bpm.safetensors', 'hf-hub:org/models/ssr-bpm.safetensors@v1.0')
+    """
+
+    repo_id: str
+    revision: str | None
+    file: str | None
+
+    def __str__(self) -> str:
+        return (f"{HUB_PREFIX}{self.repo_id}" + (f"/{self.file}" if self.file else "")
+                + (f"@{self.revision}" if self.revision else ""))
+
+    def with_file(self, file: str | None) -> "HubName":
+        """The same repository and revision, another file."""
+        return HubName(self.repo_id, self.revision, file)
+
+    @property
+    def where(self) -> str:
+        """``ORG/REPO@REVISION``, for messages."""
+        return f"{self.repo_id}@{self.revision or 'main'}"
+
+
+def is_hub_name(name: object) -> bool:
+    """Whether ``name`` is an ``hf-hub:`` name (checked before any file path rule: it contains slashes).
+
+    >>> is_hub_name("hf-hub:org/models"), is_hub_name("ssr-bpm")
+    (True, False)
+    """
+    return isinstance(name, str) and name.startswith(HUB_PREFIX)
+
+
+def parse_hub_name(name: str) -> HubName:
+    """Split ``hf-hub:ORG/REPO[@REVISION][/FILE][@REVISION]`` (see the module's documentation).
+
+    Raises :class:`~mtlmusic.errors.ConfigError` for a malformed name.
+
+    >>> parse_hub_name("hf-hub:org/models/msscr-self-bpm@refs/pr/1")
+    HubName(repo_id='org/models', revision='refs/pr/1', file='msscr-self-bpm')
+    """
+    match = _HUB_NAME.match(name)
+    if match is None or (match["revision"] and match["tail"]):
+        raise ConfigError(f"Malformed hub model name {name!r}: write hf-hub:ORG/REPO, optionally with @REVISION "
+                          "(branch, tag or commit) and /FILE, e.g. hf-hub:org/models@v1.0/ssr-bpm.safetensors "
+                          "or hf-hub:org/models/ssr-bpm.safetensors@v1.0.")
+    return HubName(match["repo"], match["revision"] or match["tail"], match["file"])
+
+
+def _api(hub: _Hub):
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub.endpoint, token=hub.token, library_name="mtlmusic", library_version=__version__)
+
+
+def _hub_error(err: BaseException, name: HubName, hub: _Hub, file: str | None = None) -> ModelNotFoundError:
+    """A clear error for a failed hub request about ``name`` (``file`` of it, when one file was asked for)."""
+    from huggingface_hub.utils import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    site = hub.endpoint or "https://huggingface.co"
+    login = "log in with `hf auth login` or set HF_TOKEN"
+    if isinstance(err, GatedRepoError):
+        return ModelNotFoundError(f"Repository {name.repo_id} is gated: request access on {site}/{name.repo_id}, "
+                                  f"then {login} (a token of the account that was granted access).")
+    if isinstance(err, RepositoryNotFoundError):
+        return ModelNotFoundError(f"Repository {name.repo_id} is not found on {site}: check the name in {name}; "
+                                  f"if it is private, {login} with a token that can read it.")
+    if isinstance(err, RevisionNotFoundError):
+        return ModelNotFoundError(f"Revision {name.revision!r} is not found in repository {name.repo_id}: "
+                                  "give an existing branch, tag or 40-hex commit after '@' in the name.")
+    if isinstance(err, EntryNotFoundError):
+        try:
+            held = ", ".join(str(name.with_file(f)) for f in _listed_model_files(name, hub)) or "none"
+        except ModelNotFoundError:
+            held = "unknown (the file listing failed too)"
+        return ModelNotFoundError(f"{file} is not in repository {name.where}. Its model files: {held}.")
+    return ModelNotFoundError(f"{name}: the request to {site} for {file or 'the file list'} failed: {err}")
+
+
+def _listed_model_files(name: HubName, hub: _Hub) -> list[str]:
+    """The ``.safetensors`` files of the repository at the revision, from the hub's file listing (no download).
+
+    The listing is the ``siblings`` of the repository's information: one request,
+    not retried, so that an unreachable hub falls back to the cache at once.
+    """
+    if _is_offline():
+        raise ModelNotFoundError(f"Listing the files of repository {name.where} needs the hub, and offline mode is "
+                                 "on (HF_HUB_OFFLINE): unset it, or name the file (hf-hub:ORG/REPO/FILE).")
+    try:
+        siblings = _api(hub).model_info(name.repo_id, revision=name.revision, expand=["siblings"]).siblings
+    except _transfer_errors() as err:
+        raise _hub_error(err, name, hub) from err
+    return sorted(s.rfilename for s in siblings or () if s.rfilename.endswith(_MODEL_SUFFIX))
+
+
+def _snapshot(name: HubName) -> Path | None:
+    """The cached snapshot folder of the repository at the revision, if any file of it was downloaded."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = cache_dir() / repo_folder_name(repo_id=name.repo_id, repo_type="model")
+    revision = name.revision or "main"
+    ref = folder / "refs" / revision
+    snapshot = folder / "snapshots" / (ref.read_text().strip() if ref.is_file() else revision)
+    return snapshot if snapshot.is_dir() else None
+
+
+def _cached_model_files(name: HubName) -> list[str]:
+    snapshot = _snapshot(name)
+    return sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob(f"*{_MODEL_SUFFIX}")) if snapshot else []
+
+
+def _only_model_file(name: HubName, hub: _Hub) -> str:
+    """The file of a name without one: the repository's only model file (offline: the cached snapshot's only one)."""
+    try:
+        files, origin = _listed_model_files(name, hub), "the repository"
+    except ModelNotFoundError as err:
+        if not _is_offline() and not isinstance(err.__cause__, _connection_errors()):
+            raise
+        files, origin = _cached_model_files(name), f"the cache {cache_dir()} (the hub is not reachable)"
+        if not files:
+            raise ModelNotFoundError(f"{name}: {err} No model file of {name.where} is cached either.") from err
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise ModelNotFoundError(f"Repository {name.where} holds no {_MODEL_SUFFIX} model file.")
+    raise ModelNotFoundError(f"{name}: {origin} holds {len(files)} model files; name one: "
+                             f"{', '.join(str(name.with_file(f)) for f in files)}.")
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a hub that cannot be reached (as opposed to one that answers no)."""
+    libraries = (sys.modules.get(name) for name in ("httpx2", "httpx", "requests"))
+    return (ConnectionError, *(getattr(lib, "TransportError", getattr(lib, "ConnectionError", OSError))
+                               for lib in libraries if lib is not None))
+
+
+def _fetch_hub_file(name: HubName, file: str, hub: _Hub, optional: bool = False) -> Path | None:
+    """The verified local copy of ``file`` of the repository; None when ``optional`` and it is not there.
+
+    A cached copy that fails verification is deleted and downloaded again
+    (offline: deleted, and the error says so).
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+    cache, offline = cache_dir(), _is_offline()
+    revision = name.revision or "main"
+    from_cache = isinstance(try_to_load_from_cache(name.repo_id, file, cache_dir=cache, revision=revision), str)
+    while True:
+        try:
+            path = Path(hf_hub_download(
+                name.repo_id, file, revision=revision, cache_dir=cache, endpoint=hub.endpoint, token=hub.token,
+                local_files_only=offline, library_name="mtlmusic", library_version=__version__))
+        except LocalEntryNotFoundError as err:
+            if optional:
+                return None
+            reason = "offline mode is on (HF_HUB_OFFLINE)" if offline else "the hub cannot be reached"
+            raise ModelNotFoundError(
+                f"{file} of repository {name.where} is not in the cache {cache} and {reason}. Connect to the "
+                f"network and unset HF_HUB_OFFLINE to download it once, or point {ENV_HOME} at a cache that "
+                "holds it.") from err
+        except EntryNotFoundError as err:
+            if optional:
+                return None
+            raise _hub_error(err, name, hub, file) from err
+        except _transfer_errors() as err:
+            raise _hub_error(err, name, hub, file) from err
+        try:
+            verify_model_file(path)
+            return path
+        except NewerFormatError as err:  # a sound file, for a newer mtlmusic: kept in the cache
+            raise NewerFormatError(f"{file} of repository {name.where} needs a newer mtlmusic than "
+                                   f"{__version__}: {err}") from err
+        except ModelFileError as err:
+            _remove_cached(path)
+            if from_cache and not offline:
+                from_cache = False
+                continue
+            state = "cached" if from_cache else "downloaded"
+            advice = ("Go online (unset HF_HUB_OFFLINE) to download it again." if from_cache else
+                      "Name an mtlmusic model file of the repository (see mtlmusic.list_models"
+                      f"('{HUB_PREFIX}{name.repo_id}')).")
+            raise ModelFileError(f"The {state} file {file} of repository {name.where} is not a usable mtlmusic "
+                                 f"model file ({err}); it was deleted from {cache}. {advice}") from err
+
+
+def _hub_model_files(name: HubName, hub: _Hub) -> dict[str, Path]:
+    """The model files of an ``hf-hub:`` name by model name (file stem): one, or the members of an MSS-CR."""
+    file = name.file or _only_model_file(name, hub)
+    if file.endswith(_MODEL_SUFFIX):
+        return {Path(file).stem: _fetch_hub_file(name, file, hub)}
+    members = msscr_members(Path(file).name)
+    own = _fetch_hub_file(name, file + _MODEL_SUFFIX, hub, optional=members is not None)
+    if own is not None:
+        return {Path(file).name: own}
+    folder = file.rpartition("/")[0]
+    paths = {}
+    for member in members:
+        try:
+            paths[member] = _fetch_hub_file(name, f"{folder}/{member}{_MODEL_SUFFIX}".lstrip("/"), hub)
+        except ModelNotFoundError as err:
+            raise ModelNotFoundError(f"MSS-CR model {name} has no file {file}{_MODEL_SUFFIX} and is assembled "
+                                     f"from {', '.join(members)}: {err}") from err
+    return paths
+
+
+def _hub_status(name: HubName) -> str:
+    """``'cached'`` or ``'remote'`` for an ``hf-hub:`` name, from the cache alone."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(file: str) -> bool:
+        return isinstance(try_to_load_from_cache(name.repo_id, file, cache_dir=cache_dir(),
+                                                 revision=name.revision or "main"), str)
+
+    if name.file is None:
+        found = len(_cached_model_files(name)) == 1
+    elif name.file.endswith(_MODEL_SUFFIX):
+        found = cached(name.file)
+    else:
+        members = msscr_members(Path(name.file).name) or ()
+        folder = name.file.rpartition("/")[0]
+        found = cached(name.file + _MODEL_SUFFIX) or (
+            bool(members) and all(cached(f"{folder}/{m}{_MODEL_SUFFIX}".lstrip("/")) for m in members))
+    return "cached" if found else "remote"
+
+
+def list_models(pattern: str | None = None, *, registry: RegistryLike = None, endpoint: str | None = None,
+                token: str | bool | None = None) -> list[str]:
+    """Names of models: those known to this installation, or the model files of a hub repository.
+
+    ``pattern`` is a shell-style glob over the names of :func:`mtlmusic.registry.list_models`
+    (embedded, registry and aliases), or ``hf-hub:ORG/REPO[@REVISION][/GLOB]``:
+    the ``.safetensors`` files of that repository, from its file listing (nothing
+    is downloaded), as full names ``hf-hub:ORG/REPO/FILE[@REVISION]`` that
+    :func:`mtlmusic.load_model` accepts. GLOB matches the file name with or without
+    ``.safetensors``. Listing a repository needs the hub (not offline).
+
+    Parameters
+    ----------
+    pattern : str, optional
+        A glob such as ``"mscr2-*"``, or an ``hf-hub:`` repository.
+    registry : Registry or path-like, optional
+        See :func:`~mtlmusic.registry.load_registry`.
+    endpoint, token : optional
+        Hub URL and access token, as in :func:`resolve_model`.
+
+    Returns
+    -------
+    list of str
+        Sorted names.
+
+    Examples
+    --------
+    >>> list_models("no-such-*")
+    []
+    >>> list_models("hf-hub:org/models")                       # doctest: +SKIP
+    ['hf-hub:org/models/ssr-bpm.safetensors', 'hf-hub:org/models/ssr-self.safetensors']
+    """
+    if not is_hub_name(pattern):
+        return registry_models(pattern, registry=registry)
+    name = parse_hub_name(pattern)
+    files = _listed_model_files(name.with_file(None), _hf_hub(endpoint, token))
+    glob = name.file
+    return [str(name.with_file(f)) for f in files
+            if glob is None or fnmatch.fnmatch(f, glob) or fnmatch.fnmatch(f[:-len(_MODEL_SUFFIX)], glob)]

@@ -47,6 +47,10 @@ METADATA_KEY = "mtlmusic"
 _SCALER_KEYS = ("scaler.mean", "scaler.std")
 
 
+class NewerFormatError(ModelFileError):
+    """A model file written in a newer format than this mtlmusic reads: upgrade mtlmusic to load it."""
+
+
 def feature_names(blocks: tuple[str, ...] | list[str], dim: int = 256) -> list[str]:
     """Names of the aggregated features: ``mean`` block then ``std`` block, each source's ``dim`` values in order.
 
@@ -134,18 +138,13 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(version, int) or version < 1:
         raise ModelFileError(f"{path}: the model config has no valid format_version.")
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model file format {version} is newer than this mtlmusic understands "
+        raise NewerFormatError(f"{path}: model file format {version} is newer than this mtlmusic understands "
                              f"({FORMAT_VERSION}); upgrade with `pip install -U mtlmusic`.")
     return config
 
 
-def load_model_file(path: str | os.PathLike) -> tuple[MultiTaskNetwork, Scaler, dict[str, Any]]:
-    """Load a model file: returns ``(network in eval mode, scaler, config)``.
-
-    Raises :class:`~mtlmusic.errors.ModelFileError` when the file is truncated,
-    corrupt, from a newer format, or its weights do not match its config.
-    """
-    path = Path(path)
+def _checked_tensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The config and tensors of a model file whose tensors have the SHA-256 its config records."""
     config = read_config(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -155,6 +154,30 @@ def load_model_file(path: str | os.PathLike) -> tuple[MultiTaskNetwork, Scaler, 
     if tensors_sha256(tensors) != config.get("tensors_sha256"):
         raise ModelFileError(f"{path}: the weights do not match the checksum in the file's config; "
                              "the file is corrupt. Download or export it again.")
+    return config, tensors
+
+
+def verify_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a model file without building its network: returns its config.
+
+    The file must be an mtlmusic model file of a format this version reads,
+    whose tensors have the SHA-256 recorded in its config (``tensors_sha256``);
+    otherwise :class:`~mtlmusic.errors.ModelFileError` is raised. This is the
+    integrity check of files that come with no published checksum.
+
+    >>> # verify_model_file("model.safetensors")["architecture"]  -> 'SS-R'
+    """
+    return _checked_tensors(Path(path))[0]
+
+
+def load_model_file(path: str | os.PathLike) -> tuple[MultiTaskNetwork, Scaler, dict[str, Any]]:
+    """Load a model file: returns ``(network in eval mode, scaler, config)``.
+
+    Raises :class:`~mtlmusic.errors.ModelFileError` when the file is truncated,
+    corrupt, from a newer format, or its weights do not match its config.
+    """
+    path = Path(path)
+    config, tensors = _checked_tensors(path)
     missing = [key for key in _SCALER_KEYS if key not in tensors]
     if missing:
         raise ModelFileError(f"{path}: the model file has no scaler ({', '.join(missing)} missing).")

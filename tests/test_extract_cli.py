@@ -283,3 +283,20 @@ def test_the_moved_eval_command_says_where_it_went():
     assert result.exit_code == 2
     assert "mtlmusic-train eval mfcc --dataset gtzan --root GTZAN" in result.output
     assert "mtlmusic[training]" in result.output
+
+
+def test_every_command_prints_its_help():
+    import click
+    import typer.main
+
+    from mtlmusic_training.cli import app as train_app
+
+    def commands(group: click.Command, path: list[str]):
+        yield path
+        for name, command in getattr(group, "commands", {}).items():
+            yield from commands(command, [*path, name])
+
+    for application in (app, train_app):
+        for path in commands(typer.main.get_command(application), []):
+            result = runner.invoke(application, [*path, "--help"])
+            assert result.exit_code == 0, (path, result.output)

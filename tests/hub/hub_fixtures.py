@@ -5,10 +5,14 @@ Test modules import the fixtures they use from here (``from hub_fixtures import 
 :class:`FakeHub` is a threaded HTTP server on 127.0.0.1 that answers the
 endpoints ``huggingface_hub`` calls: ``HEAD``/``GET /{repo}/resolve/{revision}/{file}``
 (with ``X-Repo-Commit``, ``ETag``, ``Content-Length``, ``Range`` support and the
-``X-Error-Code`` of the hub's 404s) for downloads, and ``/api/repos/create``,
-``/api/validate-yaml``, ``/api/models/{repo}/preupload/{revision}`` and
-``/api/models/{repo}/commit/{revision}`` for uploads. It can cut a transfer
-short to test interrupted downloads, and it logs every request.
+``X-Error-Code`` of the hub's 404s) for downloads; ``/api/models/{repo}/tree/{revision}``,
+``/api/models/{repo}/paths-info/{revision}`` and ``/api/models/{repo}/revision/{revision}``
+for listings and file hashes (``.safetensors`` files are LFS files with their SHA-256);
+and ``/api/repos/create``, ``/api/validate-yaml``, ``/api/models/{repo}/preupload/{revision}``
+and ``/api/models/{repo}/commit/{revision}`` for uploads. A repository keeps every
+commit, with branches and tags; a gated or private one answers 401 to requests
+without :attr:`FakeHub.token`. The server can cut a transfer short to test
+interrupted downloads, and it logs every request.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import torch
@@ -32,16 +37,33 @@ from mtlmusic.registry import Registry, RegistryEntry
 from mtlmusic.modelfile import read_config, save_model_file
 
 REPO = "tester/mtlmusic-models"
+#: The token that opens gated and private repositories of the fake hub.
+TOKEN = "hf_fake_token"
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<file>.+)$")
-_API = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<verb>preupload|commit)/(?P<revision>[^/?]+)")
+_API = re.compile(r"^/api/models/(?P<repo>[^/?]+/[^/?]+)(?:/(?P<verb>preupload|commit|tree|paths-info|revision)"
+                  r"/(?P<revision>[^/?]+)(?:/(?P<path>[^?]*))?)?(?:\?|$)")
+
+
+def git_blob_id(data: bytes) -> str:
+    """The git object id of a file's content, as the hub reports it for files not stored in LFS."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 class FakeHub:
     """Repositories held in memory, served over HTTP like the hub."""
 
     def __init__(self):
+        #: repository -> files at the head of ``main`` (the dict of that commit: edit it to change the head).
         self.files: dict[str, dict[str, bytes]] = {}
+        #: repository -> head commit of ``main``.
         self.commits: dict[str, str] = {}
+        #: repository -> commit -> files.
+        self.snapshots: dict[str, dict[str, dict[str, bytes]]] = {}
+        #: repository -> branch or tag -> commit.
+        self.refs: dict[str, dict[str, str]] = {}
+        #: repository -> "gated" or "private": requests without ``Authorization: Bearer TOKEN`` get a 401.
+        self.access: dict[str, str] = {}
+        self.token = TOKEN
         self.requests: list[tuple[str, str, str | None]] = []
         #: file name -> bytes to send before dropping the connection, on the next full GET of that file.
         self.truncate: dict[str, int] = {}
@@ -54,15 +76,33 @@ class FakeHub:
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def publish(self, repo: str, files: dict[str, bytes]) -> str:
-        """Commit ``files`` to ``repo``; returns the new commit id (40 hex digits)."""
+    def publish(self, repo: str, files: dict[str, bytes], branch: str = "main") -> str:
+        """Commit ``files`` on ``branch`` of ``repo`` (created from ``main`` if new); returns the commit id."""
         with self._lock:
-            content = {**self.files.get(repo, {}), **files}
+            refs = self.refs.setdefault(repo, {})
+            snapshots = self.snapshots.setdefault(repo, {})
+            base = refs.get(branch, refs.get("main"))
+            content = {**(snapshots[base] if base else {}), **files}
             digest = hashlib.sha1(repo.encode())
             for name in sorted(content):
                 digest.update(name.encode() + hashlib.sha256(content[name]).digest())
-            self.files[repo], self.commits[repo] = content, digest.hexdigest()
-            return self.commits[repo]
+            commit = digest.hexdigest()
+            snapshots.setdefault(commit, content)
+            refs[branch] = commit
+            if branch == "main":
+                self.files[repo], self.commits[repo] = snapshots[commit], commit
+            return commit
+
+    def tag(self, repo: str, tag: str, commit: str | None = None) -> None:
+        """Point ``tag`` at ``commit`` (default: the head of main)."""
+        self.refs[repo][tag] = commit or self.commits[repo]
+
+    def resolve(self, repo: str, revision: str) -> str | None:
+        """The commit a branch, tag or commit id names in ``repo``, or None."""
+        revision = unquote(revision)
+        if revision in self.snapshots.get(repo, {}):
+            return revision
+        return self.refs.get(repo, {}).get(revision)
 
     def gets(self, file: str) -> list[str | None]:
         """The Range header of every GET of ``file`` so far (None for a full GET)."""
@@ -71,6 +111,13 @@ class FakeHub:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def _file_info(path: str, data: bytes) -> dict:
+    info = {"type": "file", "path": path, "size": len(data), "oid": git_blob_id(data)}
+    if path.endswith(".safetensors"):
+        info["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+    return info
 
 
 def _handler(hub: FakeHub):
@@ -91,15 +138,28 @@ def _handler(hub: FakeHub):
         def _json(self, payload) -> None:
             self._reply(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
+        def _refused(self, repo: str, send_body: bool = True) -> bool:
+            """Answer like the hub when ``repo`` is missing, or gated/private and the token is not sent."""
+            if repo not in hub.files:
+                self._reply(404, b"not found", {"X-Error-Code": "RepoNotFound"}, send_body)
+                return True
+            if repo in hub.access and self.headers.get("Authorization") != f"Bearer {hub.token}":
+                code = "GatedRepo" if hub.access[repo] == "gated" else "RepoNotFound"
+                self._reply(401, b"unauthorized", {"X-Error-Code": code}, send_body)
+                return True
+            return False
+
         def _resolve(self, send_body: bool) -> None:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
             match = _RESOLVE.match(self.path)
-            if match is None or match["repo"] not in hub.files:
+            if match is None:
                 return self._reply(404, b"not found", {"X-Error-Code": "RepoNotFound"}, send_body)
-            commit = hub.commits[match["repo"]]
-            if match["revision"] not in (commit, "main"):
+            if self._refused(match["repo"], send_body):
+                return None
+            commit = hub.resolve(match["repo"], match["revision"])
+            if commit is None:
                 return self._reply(404, b"not found", {"X-Error-Code": "RevisionNotFound"}, send_body)
-            data = hub.files[match["repo"]].get(match["file"])
+            data = hub.snapshots[match["repo"]][commit].get(unquote(match["file"]))
             if data is None:
                 return self._reply(404, b"not found", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit},
                                    send_body)
@@ -124,11 +184,48 @@ def _handler(hub: FakeHub):
             self.wfile.flush()
             self.close_connection = True
 
+        def _snapshot(self, match) -> dict[str, bytes] | None:
+            """The files of the API request's repository at its revision (None: an error was answered)."""
+            if self._refused(match["repo"]):
+                return None
+            commit = hub.resolve(match["repo"], match["revision"] or "main")
+            if commit is None:
+                self._reply(404, b"not found", {"X-Error-Code": "RevisionNotFound"})
+                return None
+            return hub.snapshots[match["repo"]][commit]
+
         def do_HEAD(self):
             self._resolve(send_body=False)
 
         def do_GET(self):
-            self._resolve(send_body=True)
+            match = _API.match(self.path)
+            if match is None:
+                return self._resolve(send_body=True)
+            hub.requests.append(("GET", self.path, None))
+            files = self._snapshot(match)
+            if files is None:
+                return None
+            if match["verb"] in ("revision", None):
+                return self._json({"id": match["repo"], "sha": hub.resolve(match["repo"], match["revision"] or "main"),
+                                   "private": match["repo"] in hub.access,
+                                   "siblings": [{"rfilename": name} for name in sorted(files)]})
+            if match["verb"] != "tree":
+                return self._reply(404, b"not found")
+            recursive = parse_qs(urlsplit(self.path).query).get("recursive", [""])[0].lower() == "true"
+            folder = unquote(match["path"] or "").strip("/")
+            prefix = f"{folder}/" if folder else ""
+            entries, folders = [], set()
+            for name in sorted(files):
+                if not name.startswith(prefix):
+                    continue
+                rest = name[len(prefix):]
+                if recursive or "/" not in rest:
+                    entries.append(_file_info(name, files[name]))
+                else:
+                    folders.add(prefix + rest.split("/")[0])
+            entries += [{"type": "directory", "path": f, "oid": hashlib.sha1(f.encode()).hexdigest()}
+                        for f in sorted(folders)]
+            return self._json(entries)
 
         def do_POST(self):
             hub.requests.append(("POST", self.path, None))
@@ -142,8 +239,16 @@ def _handler(hub: FakeHub):
             if self.path == "/api/validate-yaml":
                 return self._json({"errors": [], "warnings": []})
             match = _API.match(self.path)
-            if match is None or match["repo"] not in hub.files:
+            if match is None:
                 return self._reply(404, b"not found", {"X-Error-Code": "RepoNotFound"})
+            if match["verb"] == "paths-info":
+                files = self._snapshot(match)
+                if files is not None:
+                    wanted = parse_qs(body.decode()).get("paths", [])
+                    self._json([_file_info(path, files[path]) for path in wanted if path in files])
+                return None
+            if self._refused(match["repo"]):
+                return None
             if match["verb"] == "preupload":
                 files = json.loads(body)["files"]
                 return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
@@ -153,7 +258,7 @@ def _handler(hub: FakeHub):
                 item = json.loads(line)
                 if item["key"] == "file":
                     added[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-            commit = hub.publish(match["repo"], added)
+            commit = hub.publish(match["repo"], added, branch=unquote(match["revision"]))
             return self._json({"commitUrl": f"{hub.url}/{match['repo']}/commit/{commit}", "commitOid": commit,
                                "pullRequestUrl": None})
 
@@ -173,7 +278,7 @@ def hub_env(fake_hub, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
     monkeypatch.setenv("MTLMUSIC_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MTLMUSIC_REGISTRY", str(tmp_path / "registry.json"))
-    for name in ("HF_HUB_OFFLINE", "MTLMUSIC_HUB_REPO", "MTLMUSIC_HUB_REVISION"):
+    for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "MTLMUSIC_HUB_REPO", "MTLMUSIC_HUB_REVISION"):
         monkeypatch.delenv(name, raising=False)
     return fake_hub
 
@@ -222,5 +327,5 @@ def write_registry(path: Path, files: dict[str, Path], commit: str, sha256: dict
 @pytest.fixture
 def hub_tools():
     """The helpers above, as a fixture."""
-    return SimpleNamespace(repo=REPO, make_model_file=make_model_file, write_registry=write_registry,
+    return SimpleNamespace(repo=REPO, token=TOKEN, make_model_file=make_model_file, write_registry=write_registry,
                            random_scaler=random_scaler)

@@ -1,15 +1,19 @@
-"""Publishing: push_models uploads model files and a model card through huggingface_hub and updates a registry."""
+"""Publishing: push_models uploads model files and a model card through huggingface_hub and updates a registry;
+the pushed repositories load by ``hf-hub:`` name, and pushing never replaces other contents unasked."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from huggingface_hub import ModelCard
+from typer.testing import CliRunner
 
 import mtlmusic
+import mtlmusic.hub
 from hub_fixtures import fake_hub, hub_env, hub_tools  # noqa: F401  (fixtures)
 from mtlmusic import ConfigError, ModelFileError
 from mtlmusic.architectures import build_network
+from mtlmusic.cli import app
 from mtlmusic.files import file_sha256
 from mtlmusic.hub import model_status
 from mtlmusic.publish import push_models
@@ -80,3 +84,65 @@ def test_push_refuses_bad_input(hub_env, tmp_path, hub_tools):
     with pytest.raises(ConfigError, match="different licenses"):
         push_models([mit, apache], "me/models")
     assert hub_env.requests == []
+
+
+def commits_posted(hub) -> int:
+    return sum(1 for method, path, _ in hub.requests if method == "POST" and "/commit/" in path)
+
+
+def test_pushed_repositories_load_by_hub_name(hub_env, tmp_path, hub_tools):
+    ssr = hub_tools.make_model_file(tmp_path, "SS-R", ["tag"], seed=4)
+    mscr = hub_tools.make_model_file(tmp_path, "MS-CR@2", ["self", "bpm"], seed=5)
+    push_models([ssr, mscr], "me/models")
+    audio = np.random.default_rng(1).standard_normal(22050 * 3).astype(np.float32)
+    for name, local in (("hf-hub:me/models/ssr-tag.safetensors", ssr), ("hf-hub:me/models/mscr2-self-bpm", mscr)):
+        np.testing.assert_array_equal(mtlmusic.load_model(name, device="cpu").extract(audio, sr=22050),
+                                      mtlmusic.load_model(local, device="cpu").extract(audio, sr=22050))
+    card = ModelCard(hub_env.files["me/models"]["README.md"].decode())
+    assert card.data.library_name == "mtlmusic" and "mtlmusic" in card.data.tags
+    assert "mtlmusic.load_model('hf-hub:me/models/mscr2-self-bpm.safetensors')" in card.text
+    assert "mtlmusic-extract music/ -m hf-hub:me/models/mscr2-self-bpm.safetensors -o feats.npy" in card.text
+
+    (tmp_path / "one").mkdir()
+    push_models([hub_tools.make_model_file(tmp_path / "one", "SS-R", ["year"])], "me/one")
+    card = ModelCard(hub_env.files["me/one"]["README.md"].decode())
+    assert "mtlmusic-extract music/ -m hf-hub:me/one -o feats.npy" in card.text
+    assert mtlmusic.load_model("hf-hub:me/one", device="cpu").name == "ssr-year"
+    assert mtlmusic.list_models("hf-hub:me/models") == ["hf-hub:me/models/mscr2-self-bpm.safetensors",
+                                                        "hf-hub:me/models/ssr-tag.safetensors"]
+
+
+def test_pushing_the_same_files_again_changes_nothing(hub_env, tmp_path, hub_tools):
+    model = hub_tools.make_model_file(tmp_path, "SS-R", ["bpm"])
+    registry_path = tmp_path / "registry.json"
+    push_models([model], "me/models", registry_path=registry_path)
+    commit = hub_env.commits["me/models"]
+    assert commits_posted(hub_env) == 1
+    entries = push_models([model], "me/models", registry_path=registry_path)
+    assert entries["ssr-bpm"].sha256 == file_sha256(model)
+    assert commits_posted(hub_env) == 1 and hub_env.commits["me/models"] == commit
+    assert Registry.read(registry_path).revision == commit
+
+
+def test_push_refuses_to_replace_other_contents_unless_asked(hub_env, tmp_path, hub_tools):
+    (tmp_path / "old").mkdir()
+    old = hub_tools.make_model_file(tmp_path / "old", "SS-R", ["bpm"], seed=1)
+    year = hub_tools.make_model_file(tmp_path / "old", "SS-R", ["year"], seed=1)
+    push_models([old, year], "me/models")
+    new = hub_tools.make_model_file(tmp_path, "SS-R", ["bpm"], seed=2)
+    with pytest.raises(ConfigError, match=rf"me/models@main already holds ssr-bpm.safetensors \(sha256 "
+                                          rf"{file_sha256(old)}, yours {file_sha256(new)}\) with other contents: "
+                                          r"pass overwrite=True \(mtlmusic hub push --overwrite\)"):
+        push_models([new, year], "me/models")
+    assert hub_env.files["me/models"]["ssr-bpm.safetensors"] == old.read_bytes()
+
+    result = CliRunner().invoke(app, ["hub", "push", str(new), "--repo", "me/models",
+                                      "--registry", str(tmp_path / "registry.json")])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    result = CliRunner().invoke(app, ["hub", "push", str(new), "--repo", "me/models", "--overwrite",
+                                      "--registry", str(tmp_path / "registry.json")])
+    assert result.exit_code == 0, result.output
+    assert "hf-hub:me/models/ssr-bpm.safetensors" in result.output
+    assert hub_env.files["me/models"]["ssr-bpm.safetensors"] == new.read_bytes()
+    assert file_sha256(mtlmusic.hub.resolve_model("hf-hub:me/models/ssr-bpm")) == file_sha256(new)
+    assert "| `ssr-year` |" in hub_env.files["me/models"]["README.md"].decode()   # still in the repository

@@ -316,9 +316,9 @@ def _named_model_extractor(name: str | os.PathLike, device: str | None, workers:
     files = model_files(name)
     if len(files) != 1:  # an MSS-CR representation assembled from SS-R files
         return _loaded_model_extractor(load_model(name, device=device), workers)
-    path = next(iter(files.values()))
+    (member, path), = files.items()  # member: the model name, the file's stem for a file or an hf-hub: name
     config = read_config(path)
-    label = config.get("name") or (Path(name).stem if Path(name).suffix else str(name))
+    label = config.get("name") or member
 
     def extract(paths, progress):
         return _model_extract(load_model(path, device=device), workers)(paths, progress)
