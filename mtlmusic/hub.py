@@ -69,7 +69,7 @@ from .frontend import Scaler
 from .modelfile import FORMAT_VERSION, NewerFormatError, feature_names, load_model_file, verify_model_file
 from .registry import (ALIASES, EMBEDDED_DIR, Registry, RegistryEntry, RegistryLike, embedded_models, is_model_path,
                        load_registry, msscr_members)
-from .registry import list_models as registry_models
+from .registry import known_models
 
 ENV_REPO = "MTLMUSIC_HUB_REPO"
 ENV_REVISION = "MTLMUSIC_HUB_REVISION"
@@ -137,7 +137,7 @@ def _unknown(name: str, hub: _Hub) -> ModelNotFoundError:
                 f"published in the registry (repository {hub.repo_id or 'none configured'})")
     except ConfigError as err:
         what = str(err)
-    known = registry_models(registry=hub.registry)
+    known = known_models(registry=hub.registry)
     shown = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
     return ModelNotFoundError(f"Unknown model {name!r}: {what}. Known models: {shown or 'none'} "
                               "(see mtlmusic.list_models()); or pass the path of a model file.")
@@ -661,7 +661,7 @@ def list_models(pattern: str | None = None, *, registry: RegistryLike = None, en
                 token: str | bool | None = None) -> list[str]:
     """Names of models: those known to this installation, or the model files of a hub repository.
 
-    ``pattern`` is a shell-style glob over the names of :func:`mtlmusic.registry.list_models`
+    ``pattern`` is a shell-style glob over the names of :func:`mtlmusic.registry.known_models`
     (embedded, registry and aliases), or ``hf-hub:ORG/REPO[@REVISION][/GLOB]``:
     the ``.safetensors`` files of that repository, from its file listing (nothing
     is downloaded), as full names ``hf-hub:ORG/REPO/FILE[@REVISION]`` that
@@ -690,7 +690,7 @@ def list_models(pattern: str | None = None, *, registry: RegistryLike = None, en
     ['hf-hub:org/models/ssr-bpm.safetensors', 'hf-hub:org/models/ssr-self.safetensors']
     """
     if not is_hub_name(pattern):
-        return registry_models(pattern, registry=registry)
+        return known_models(pattern, registry=registry)
     name = parse_hub_name(pattern)
     files = _listed_model_files(name.with_file(None), _hf_hub(endpoint, token))
     glob = name.file

@@ -21,10 +21,10 @@ one (e.g. one written by :func:`mtlmusic.publish.push_models`).
 
 Examples
 --------
->>> from mtlmusic.registry import list_models
->>> isinstance(list_models(), list)
+>>> from mtlmusic.registry import known_models
+>>> isinstance(known_models(), list)
 True
->>> "default" in list_models("def*")
+>>> "default" in known_models("def*")
 True
 """
 
@@ -169,7 +169,7 @@ def embedded_models() -> dict[str, Path]:
     return {path.stem: path for path in sorted(EMBEDDED_DIR.glob("*.safetensors"))}
 
 
-def list_models(pattern: str | None = None, *, registry: RegistryLike = None) -> list[str]:
+def known_models(pattern: str | None = None, *, registry: RegistryLike = None) -> list[str]:
     """Names of the models known to this installation, optionally filtered by a glob ``pattern``.
 
     The names are those of the embedded models, of the models published in the
@@ -191,7 +191,7 @@ def list_models(pattern: str | None = None, *, registry: RegistryLike = None) ->
 
     Examples
     --------
-    >>> list_models("no-such-*")
+    >>> known_models("no-such-*")
     []
     """
     names = set(embedded_models()) | set(load_registry(registry).models) | set(ALIASES)

@@ -17,7 +17,8 @@ from hub_fixtures import fake_hub, hub_env, hub_tools, published  # noqa: F401  
 from mtlmusic import ConfigError, ModelFileError, ModelNotFoundError
 from mtlmusic.files import file_sha256
 from mtlmusic.hub import cache_dir, load_network, model_files, model_status, resolve_model
-from mtlmusic.registry import Registry, list_models
+from mtlmusic.hub import list_models
+from mtlmusic.registry import Registry
 
 CHUNK = 64 * 1024
 AUDIO = np.random.default_rng(0).standard_normal((2, 22050 * 4)).astype(np.float32) * 0.1

@@ -17,7 +17,8 @@ from mtlmusic.cli import app
 from mtlmusic.files import file_sha256
 from mtlmusic.hub import model_status
 from mtlmusic.publish import push_models
-from mtlmusic.registry import Registry, list_models
+from mtlmusic.hub import list_models
+from mtlmusic.registry import Registry
 from mtlmusic.modelfile import save_model_file
 
 
