@@ -12,7 +12,7 @@ import numpy as np
 import mtlmusic
 from mtlmusic.hub import model_status
 from mtlmusic.registry import embedded_models
-from samples import REAL_MUSIC
+from samples import DATA, REAL_MUSIC
 
 
 def test_default_is_embedded_and_documented():
@@ -33,3 +33,10 @@ def test_default_extracts_offline_in_a_fresh_process(tmp_path):
     assert length == 512 and total > 0
     here = mtlmusic.load_model("default", device="cpu").extract(REAL_MUSIC)
     assert np.isclose(np.abs(here).sum(), total, rtol=1e-4)
+
+
+def test_default_features_are_pinned():
+    """Any change of the default's weights, the front end or the aggregation must be deliberate (tests/data/README.md)."""
+    expected = np.load(DATA / "default-features.npy")
+    found = mtlmusic.load_model("default", device="cpu").extract(REAL_MUSIC)
+    np.testing.assert_allclose(found, expected, rtol=1e-3, atol=1e-5)
