@@ -54,7 +54,7 @@ import fnmatch
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,53 +315,79 @@ def _remove_cached(path: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
+def _download(repo_id: str, file: str, revision: str, hub: _Hub, verify: Callable[[Path], None], owner: str,
+              advice: str, missing_ok: bool = False) -> Path | None:
+    """The checked local copy of ``file`` of a hub repository, downloaded into :func:`cache_dir` if needed.
+
+    ``verify(path)`` raises :class:`~mtlmusic.errors.ModelFileError` for a file that
+    must not be used; such a file is deleted from the cache and, when it was a
+    cached copy and the hub is reachable, downloaded once more. ``owner`` names
+    what the file belongs to in messages (``"repository org/models@main"``) and
+    ``advice`` says what to do when the hub's own copy fails. A file neither cached
+    nor downloadable gives None with ``missing_ok``, else a
+    :class:`~mtlmusic.errors.ModelNotFoundError`; other errors of the transfer
+    (missing repository, revision or file) propagate as ``huggingface_hub`` raises them.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    cache, offline = cache_dir(), _is_offline()
+    from_cache = isinstance(try_to_load_from_cache(repo_id, file, cache_dir=cache, revision=revision), str)
+    while True:
+        try:
+            path = Path(hf_hub_download(
+                repo_id, file, revision=revision, cache_dir=cache, endpoint=hub.endpoint, token=hub.token,
+                local_files_only=offline, library_name="mtlmusic", library_version=__version__))
+        except LocalEntryNotFoundError as err:
+            if missing_ok:
+                return None
+            reason = "offline mode is on (HF_HUB_OFFLINE)" if offline else "the hub cannot be reached"
+            raise ModelNotFoundError(
+                f"{file} of {owner} is not in the cache {cache} and {reason}. Connect to the network and "
+                f"unset HF_HUB_OFFLINE to download it once, or point {ENV_HOME} at a cache that holds it.") from err
+        try:
+            verify(path)
+            return path
+        except NewerFormatError:  # a sound file, for a newer mtlmusic: kept in the cache
+            raise
+        except ModelFileError as err:
+            _remove_cached(path)
+            if from_cache and not offline:
+                from_cache = False
+                continue
+            state = "cached" if from_cache else "downloaded"
+            raise ModelFileError(
+                f"The {state} file {file} of {owner} {err}; it was deleted from {cache}. "
+                + ("Go online (unset HF_HUB_OFFLINE) to download it again." if from_cache else advice)) from err
+
+
 def _fetch(entry: RegistryEntry, hub: _Hub) -> Path:
-    """The verified local file of a published model; a corrupt cached copy is deleted and fetched again."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                       RevisionNotFoundError)
+    """The verified local file of a published model (its SHA-256 is the registry's)."""
+    from huggingface_hub.utils import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-
-    cache = cache_dir()
     where = f"{hub.repo_id}@{hub.revision}"
     if hub.repo_id is None or hub.revision is None:
         raise ModelNotFoundError(
             f"Model {entry.name!r} is published, but no hub repository and revision are configured "
             f"(repository {hub.repo_id}, revision {hub.revision}): set {ENV_REPO} and {ENV_REVISION}.")
-    offline = _is_offline()
-    from_cache = _cached_file(entry, hub) is not None
-    while True:
-        try:
-            path = Path(hf_hub_download(
-                hub.repo_id, entry.file, revision=hub.revision, cache_dir=cache, endpoint=hub.endpoint,
-                token=hub.token, local_files_only=offline, library_name="mtlmusic", library_version=__version__))
-        except LocalEntryNotFoundError as err:
-            reason = "offline mode is on (HF_HUB_OFFLINE)" if offline else "the hub cannot be reached"
-            raise ModelNotFoundError(
-                f"Model {entry.name!r} ({entry.file} of repository {where}) is not in the cache {cache} and "
-                f"{reason}. Connect to the network and unset HF_HUB_OFFLINE to download it once, or point "
-                f"{ENV_HOME} at a cache that holds it.") from err
-        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
-            raise ModelNotFoundError(
-                f"Model {entry.name!r}: {entry.file} is not found in repository {where} "
-                f"({type(err).__name__}). Check {ENV_REPO} / {ENV_REVISION} or the registry.") from err
-        except _transfer_errors() as err:
-            raise ModelNotFoundError(
-                f"Model {entry.name!r}: downloading {entry.file} from repository {where} into {cache} "
-                f"failed: {err}") from err
+
+    def verify(path: Path) -> None:
         digest = file_sha256(path)
-        if digest == entry.sha256:
-            return path
-        _remove_cached(path)
-        if from_cache and not offline:
-            from_cache = False
-            continue
-        state = "cached" if from_cache else "downloaded"
-        raise ModelFileError(
-            f"The {state} file {entry.file} of model {entry.name!r} (repository {where}) has SHA-256 {digest}, "
-            f"but the registry expects {entry.sha256}; the file was deleted from {cache}. "
-            + ("Go online (unset HF_HUB_OFFLINE) to download it again." if from_cache else
-               "The repository does not hold the published file: check the repository and revision."))
+        if digest != entry.sha256:
+            raise ModelFileError(f"has SHA-256 {digest}, but the registry expects {entry.sha256}")
+
+    try:
+        return _download(hub.repo_id, entry.file, hub.revision, hub, verify,
+                         f"model {entry.name!r} (repository {where})",
+                         "The repository does not hold the published file: check the repository and revision.")
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
+        raise ModelNotFoundError(
+            f"Model {entry.name!r}: {entry.file} is not found in repository {where} "
+            f"({type(err).__name__}). Check {ENV_REPO} / {ENV_REVISION} or the registry.") from err
+    except _transfer_errors() as err:
+        raise ModelNotFoundError(
+            f"Model {entry.name!r}: downloading {entry.file} from repository {where} into {cache_dir()} "
+            f"failed: {err}") from err
 
 
 def load_network(name_or_path: str | os.PathLike = "default", *, registry: RegistryLike = None,
@@ -570,51 +596,29 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 def _fetch_hub_file(name: HubName, file: str, hub: _Hub, optional: bool = False) -> Path | None:
     """The verified local copy of ``file`` of the repository; None when ``optional`` and it is not there.
 
-    A cached copy that fails verification is deleted and downloaded again
-    (offline: deleted, and the error says so).
+    The file is checked against its own tensor hashes (:func:`~mtlmusic.modelfile.verify_model_file`).
     """
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+    from huggingface_hub.utils import EntryNotFoundError
 
-    cache, offline = cache_dir(), _is_offline()
-    revision = name.revision or "main"
-    from_cache = isinstance(try_to_load_from_cache(name.repo_id, file, cache_dir=cache, revision=revision), str)
-    while True:
-        try:
-            path = Path(hf_hub_download(
-                name.repo_id, file, revision=revision, cache_dir=cache, endpoint=hub.endpoint, token=hub.token,
-                local_files_only=offline, library_name="mtlmusic", library_version=__version__))
-        except LocalEntryNotFoundError as err:
-            if optional:
-                return None
-            reason = "offline mode is on (HF_HUB_OFFLINE)" if offline else "the hub cannot be reached"
-            raise ModelNotFoundError(
-                f"{file} of repository {name.where} is not in the cache {cache} and {reason}. Connect to the "
-                f"network and unset HF_HUB_OFFLINE to download it once, or point {ENV_HOME} at a cache that "
-                "holds it.") from err
-        except EntryNotFoundError as err:
-            if optional:
-                return None
-            raise _hub_error(err, name, hub, file) from err
-        except _transfer_errors() as err:
-            raise _hub_error(err, name, hub, file) from err
+    def verify(path: Path) -> None:
         try:
             verify_model_file(path)
-            return path
-        except NewerFormatError as err:  # a sound file, for a newer mtlmusic: kept in the cache
+        except NewerFormatError as err:
             raise NewerFormatError(f"{file} of repository {name.where} needs a newer mtlmusic than "
                                    f"{__version__}: {err}") from err
         except ModelFileError as err:
-            _remove_cached(path)
-            if from_cache and not offline:
-                from_cache = False
-                continue
-            state = "cached" if from_cache else "downloaded"
-            advice = ("Go online (unset HF_HUB_OFFLINE) to download it again." if from_cache else
-                      "Name an mtlmusic model file of the repository (see mtlmusic.list_models"
-                      f"('{HUB_PREFIX}{name.repo_id}')).")
-            raise ModelFileError(f"The {state} file {file} of repository {name.where} is not a usable mtlmusic "
-                                 f"model file ({err}); it was deleted from {cache}. {advice}") from err
+            raise ModelFileError(f"is not a usable mtlmusic model file ({err})") from err
+
+    advice = f"Name an mtlmusic model file of the repository (see mtlmusic.list_models('{HUB_PREFIX}{name.repo_id}'))."
+    try:
+        return _download(name.repo_id, file, name.revision or "main", hub, verify, f"repository {name.where}",
+                         advice, missing_ok=optional)
+    except EntryNotFoundError as err:
+        if optional:
+            return None
+        raise _hub_error(err, name, hub, file) from err
+    except _transfer_errors() as err:
+        raise _hub_error(err, name, hub, file) from err
 
 
 def _hub_model_files(name: HubName, hub: _Hub) -> dict[str, Path]:

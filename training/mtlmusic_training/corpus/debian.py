@@ -45,7 +45,7 @@ from mtlmusic.errors import AudioError, ConfigError
 from mtlmusic.files import file_sha256
 
 from ._io import METADATA_COLUMNS, write_table
-from .soundtracks import _composer, _dep5_fields, _read_tags, licence_for
+from .soundtracks import composer_of, read_tags, dep5_licence, package_copyright
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ def build_debian_corpus(source_root: str | os.PathLike, out_dir: str | os.PathLi
         suffixes = TRACKER_EXTENSIONS if entry.kind == "tracker" else _RECORDED_SUFFIXES | RAW_SUFFIXES
         files = sorted({p for f in folders for p in f.rglob("*") if p.is_file() and p.suffix.lower() in suffixes})
         base = Path(os.path.commonpath(folders))
-        copyright_text = _copyright_text(package_root, entry.package)
+        copyright_text = package_copyright(package_root, entry.package)
         upstream = _upstream_licences(package_root, entry.package)
         for path in files:
             relative = path.relative_to(package_root).as_posix()
@@ -390,10 +390,10 @@ def build_debian_corpus(source_root: str | os.PathLike, out_dir: str | os.PathLi
                 track_id = f"{entry.package}/{path.relative_to(base).as_posix()}"
             seen[digest] = track_id
             licence, source = upstream.get(path.name) or _licence(copyright_text, relative, entry.licence)
-            tags = _read_tags(path)
+            tags = read_tags(path)
             rows.append({
                 "track_id": track_id, "path": str(path.resolve()), "corpus": "soundtrack",
-                "soundtrack": entry.package, "composer": _composer(tags), "style": "", "program": -1,
+                "soundtrack": entry.package, "composer": composer_of(tags), "style": "", "program": -1,
                 "bpm_label": math.nan, "duration": round(float(duration), 3), "licence": licence,
                 "title": tags.get("title", ""), "group": f"{entry.package}/{_group_name(entry.package, name)}",
                 "kind": entry.kind, "licence_source": source, "sha256": digest,
@@ -473,23 +473,12 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
                           "check the package name and run apt-get update.")
 
 
-def _copyright_text(package_root: Path, package: str) -> str:
-    path = package_root / "usr" / "share" / "doc" / package / "copyright"
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
 def _licence(copyright_text: str, relative: str, listed: str) -> tuple[str, str]:
     """(licence, licence_source) of a file: a matching DEP-5 stanza, else the package list's licence."""
-    if "copyright-format" in copyright_text and "Files:" in copyright_text:
-        patterns = []
-        for stanza in re.split(r"\n\s*\n", copyright_text):
-            fields = _dep5_fields(stanza)
-            if "files" in fields and "license" in fields and fields["license"].strip():
-                patterns.extend(p for p in fields["files"].split()
-                                if fnmatch.fnmatchcase(relative, p) or fnmatch.fnmatchcase(relative, "*/" + p))
-        licence = licence_for(copyright_text, relative)
-        if patterns and licence != "unknown":
-            return licence, "copyright" if any(p != "*" for p in patterns) else "copyright Files: *"
+    matched = dep5_licence(copyright_text, relative)
+    if matched:
+        licence, pattern = matched
+        return licence, "copyright Files: *" if pattern == "*" else "copyright"
     return listed, "package list"
 
 

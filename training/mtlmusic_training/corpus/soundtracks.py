@@ -89,8 +89,7 @@ def build_soundtrack_corpus(source_root: str | os.PathLike, out_dir: str | os.Pa
             logger.warning("%s: no audio files", package)
             continue
         base = Path(os.path.commonpath([f.parent for f in files]))
-        copyright_file = folder / "usr" / "share" / "doc" / package / "copyright"
-        copyright_text = copyright_file.read_text(errors="replace") if copyright_file.exists() else ""
+        copyright_text = package_copyright(folder, package)
         for path in files:
             try:
                 duration = audio_info(path).duration
@@ -99,14 +98,14 @@ def build_soundtrack_corpus(source_root: str | os.PathLike, out_dir: str | os.Pa
                 continue
             if not duration >= min_seconds:
                 continue
-            tags = _read_tags(path)
+            tags = read_tags(path)
             relative = path.relative_to(folder).as_posix()
             rows.append({
                 "track_id": f"{package}/{path.relative_to(base).with_suffix('').as_posix()}",
                 "path": str(path.resolve()),
                 "corpus": "soundtrack",
                 "soundtrack": package,
-                "composer": _composer(tags),
+                "composer": composer_of(tags),
                 "style": "",
                 "program": -1,
                 "bpm_label": math.nan,
@@ -154,18 +153,9 @@ def licence_for(copyright_text: str, relative_path: str) -> str:
     >>> licence_for("Attribution-ShareAlike 3.0 ... Creative Commons", "a.ogg")
     'CC-BY-SA-3.0'
     """
-    if "copyright-format" in copyright_text and "Files:" in copyright_text:
-        licence = None
-        for stanza in re.split(r"\n\s*\n", copyright_text):
-            fields = _dep5_fields(stanza)
-            if "files" not in fields or "license" not in fields:
-                continue
-            name = fields["license"].splitlines()[0].strip() if fields["license"].strip() else ""
-            if any(fnmatch.fnmatchcase(relative_path, pattern) or fnmatch.fnmatchcase(relative_path, "*/" + pattern)
-                   for pattern in fields["files"].split()):
-                licence = name or licence
-        if licence:
-            return licence
+    matched = dep5_licence(copyright_text, relative_path)
+    if matched:
+        return matched[0]
     lowered = copyright_text.lower()
     if "creative commons" in lowered and "sharealike" in lowered.replace("-", "").replace(" ", ""):
         version = re.search(r"attribution-sharealike\s+(\d\.\d)", lowered)
@@ -175,6 +165,37 @@ def licence_for(copyright_text: str, relative_path: str) -> str:
         number = version.group(1) if version else "2"
         return f"GPL-{number}+" if "any later version" in lowered else f"GPL-{number}"
     return "unknown"
+
+
+def package_copyright(package_root: Path, package: str) -> str:
+    """The text of an extracted package's ``usr/share/doc/<package>/copyright`` (empty when it has none)."""
+    path = package_root / "usr" / "share" / "doc" / package / "copyright"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def dep5_licence(copyright_text: str, relative_path: str) -> tuple[str, str] | None:
+    """``(licence, pattern)`` of the machine-readable (DEP-5) stanza that covers a file, or None.
+
+    The last ``Files:`` stanza with a named licence and a pattern matching the end
+    of ``relative_path`` wins, as in DEP-5; ``pattern`` is the one that matched.
+
+    >>> text = "Format: .../copyright-format/1.0/\\n\\nFiles: *\\nLicense: GPL-2+\\n"
+    >>> dep5_licence(text, "usr/share/x/a.ogg"), dep5_licence("free-form text", "a.ogg")
+    (('GPL-2+', '*'), None)
+    """
+    if "copyright-format" not in copyright_text or "Files:" not in copyright_text:
+        return None
+    found = None
+    for stanza in re.split(r"\n\s*\n", copyright_text):
+        fields = _dep5_fields(stanza)
+        name = fields.get("license", "").strip().split("\n")[0].strip()
+        if "files" not in fields or not name:
+            continue
+        for pattern in fields["files"].split():
+            if fnmatch.fnmatchcase(relative_path, pattern) or fnmatch.fnmatchcase(relative_path, "*/" + pattern):
+                found = (name, pattern)
+                break
+    return found
 
 
 def _dep5_fields(stanza: str) -> dict[str, str]:
@@ -190,7 +211,7 @@ def _dep5_fields(stanza: str) -> dict[str, str]:
     return fields
 
 
-def _read_tags(path: Path) -> dict[str, str]:
+def read_tags(path: Path) -> dict[str, str]:
     """Lower-cased container and stream tags read with ffprobe (empty when ffprobe is missing or fails)."""
     if shutil.which("ffprobe") is None:
         return {}
@@ -206,7 +227,12 @@ def _read_tags(path: Path) -> dict[str, str]:
     return tags
 
 
-def _composer(tags: Mapping[str, str]) -> str:
+def composer_of(tags: Mapping[str, str]) -> str:
+    """The composer named by a file's tags (``composer``, else ``artist``), leaving out web addresses.
+
+    >>> composer_of({"artist": "Jeroen Tel"}), composer_of({"artist": "www.example.org"})
+    ('Jeroen Tel', '')
+    """
     for key in ("composer", "artist"):
         value = tags.get(key, "")
         if value and not value.startswith(("<", "www.", "http")):
