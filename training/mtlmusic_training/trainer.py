@@ -280,9 +280,16 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def train(self) -> list[dict[str, Any]]:
-        """Run the remaining epochs; returns the history (one dict per epoch)."""
+    def train(self, max_minutes: float | None = None) -> list[dict[str, Any]]:
+        """Run the remaining epochs; returns the history (one dict per epoch).
+
+        With ``max_minutes``, stop after the first epoch that ends past that much time
+        (a checkpoint is written after every epoch: train again to continue).
+        """
+        deadline = None if max_minutes is None else time.perf_counter() + 60.0 * max_minutes
         while self.epoch < self.config.epochs:
+            if deadline is not None and time.perf_counter() >= deadline:
+                return self.history
             self.network.train()
             started = time.perf_counter()
             losses: dict[str, list[float]] = {s: [] for s in self.sources}
