@@ -119,7 +119,7 @@ def test_describe_audio_gives_distributions():
 def test_manifest_descriptors_and_targets_end_to_end(packages, tmp_path, monkeypatch):
     corpus = tmp_path / "corpus"
     tracks = oc.build_soundtrack_corpus(packages, corpus, min_seconds=1.0)
-    manifest = oc.build_manifest(corpus, [tracks], fractions=(0.5, 0.0, 0.5), seed=0)
+    manifest = oc.build_manifest(corpus, {"soundtracks": tracks}, fractions=(0.5, 0.0, 0.5), seed=0)
     assert list(manifest.columns) == ["track_id", "path", "split"]
     metadata = pd.read_csv(corpus / "metadata.csv")
     assert list(metadata.columns) == list(oc.METADATA_COLUMNS)

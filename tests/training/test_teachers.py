@@ -59,15 +59,15 @@ def test_runner_writes_one_result_per_track_and_resumes(corpus):
     seen = []
     counts = run_teacher("musicnn", items, out, python=sys.executable, runner=STANDIN_RUNNER,
                          progress=lambda done, total: seen.append((done, total)))
-    assert counts == {"done": 1, "failed": 1, "skipped": 0}
+    assert counts == {"done": 1, "failed": 1, "skipped": 0, "pending": 0}
     assert seen[-1] == (2, 2)
     assert (out / f"{track_key('a')}.npz").exists() and (out / f"{track_key('b')}.error").exists()
     first = (out / f"{track_key('a')}.npz").stat().st_mtime_ns
     assert run_teacher("musicnn", items, out, python=sys.executable, runner=STANDIN_RUNNER) == {
-        "done": 0, "failed": 0, "skipped": 2}
+        "done": 0, "failed": 0, "skipped": 2, "pending": 0}
     assert (out / f"{track_key('a')}.npz").stat().st_mtime_ns == first
     assert run_teacher("musicnn", items, out, python=sys.executable, runner=STANDIN_RUNNER, retry_failed=True) == {
-        "done": 0, "failed": 1, "skipped": 1}
+        "done": 0, "failed": 1, "skipped": 1, "pending": 0}
     assert not list(out.glob(".*.partial"))
 
 
@@ -190,3 +190,24 @@ def test_real_teacher_labels_a_tone(teacher, tmp_path):
         done = subprocess.run([str(python), "-c", script, str(path)], capture_output=True, text=True, check=True)
         reference = np.array(done.stdout.split()[-50:], dtype=np.float64)
         np.testing.assert_allclose(tags, reference, atol=1e-5)
+
+
+def test_excerpts_are_labelled_in_rounds_and_a_time_limit_leaves_the_rest_pending(corpus):
+    import pandas as pd
+
+    from mtlmusic_training.corpus._io import write_table
+    from mtlmusic_training.teachers.targets import labelling_order
+
+    ids = [f"tone/{i}" for i in range(10)] + ["bad"]
+    source = ["a", "a", "a", "b", "b", "c", "d", "e", "f", "g", "h"]
+    start = [60.0, 0.0, 30.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    write_table(pd.DataFrame({"track_id": ids, "source_track": source, "start": start}), corpus / "metadata.csv")
+    order = labelling_order(corpus).tolist()
+    assert order[:9] == [1, 4, 5, 6, 7, 8, 9, 10, 2] and order[9:] == [3, 0]
+    report = label_corpus(corpus, ["musicnn"], pythons={"musicnn": sys.executable}, runner=STANDIN_RUNNER,
+                          max_minutes=0.0)
+    assert report["musicnn"]["done"] == 1 and report["musicnn"]["pending"] == 10
+    labelled = load_outputs("musicnn", corpus / "teachers" / "musicnn", ids).present
+    assert labelled.tolist() == [i == 1 for i in range(11)]
+    report = label_corpus(corpus, ["musicnn"], pythons={"musicnn": sys.executable}, runner=STANDIN_RUNNER)
+    assert report["musicnn"] == {"done": 9, "failed": 1, "skipped": 1, "pending": 0}

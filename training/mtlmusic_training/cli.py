@@ -114,6 +114,8 @@ def run(data: Path = typer.Argument(..., help="Prepared data folder."),
         lr: float = typer.Option(1e-4, help="Adam learning rate."),
         iterations_per_epoch: Optional[int] = typer.Option(None, help="Default: l x m, as the paper."),
         device: str = typer.Option("auto"), seed: int = typer.Option(0),
+        max_minutes: Optional[float] = typer.Option(None, help="Stop after the epoch that passes this training time "
+                                                               "(rerun to continue)."),
         export: Optional[Path] = typer.Option(None, help="Write the model file here when finished.")) -> None:
     """Train one network (Algorithm 1); rerun the same command to resume."""
     from .trainer import Trainer, TrainConfig, load_training_data
@@ -122,8 +124,10 @@ def run(data: Path = typer.Argument(..., help="Prepared data folder."),
     config = TrainConfig(arch, source_list, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                          iterations_per_epoch=iterations_per_epoch)
     trainer = Trainer(config, load_training_data(data, source_list), run_dir, log=typer.echo)
-    trainer.train()
-    if export:
+    trainer.train(max_minutes=max_minutes)
+    if export and trainer.epoch < config.epochs:
+        typer.echo(f"stopped after epoch {trainer.epoch} of {config.epochs} (time budget); rerun to continue")
+    elif export:
         trainer.export(export, overwrite=True)
         typer.echo(f"exported {export}")
 
@@ -220,11 +224,19 @@ def export_run(run_dir: Path = typer.Argument(..., help="A run folder with a che
 def open_corpus(source_root: Optional[Path] = typer.Argument(None, help="Extracted Debian soundtrack packages."),
                 corpus: Path = typer.Argument(Path("open-corpus"), help="Corpus folder to build (resumable)."),
                 per_style: int = typer.Option(100, help="music21 pieces rendered per style (0: none)."),
+                per_track: int = typer.Option(4, help="Most excerpts cut from each track (0: whole tracks)."),
+                excerpt_seconds: float = typer.Option(30.0, help="Length of an excerpt in seconds."),
+                soundfont: list[Path] = typer.Option([], "--soundfont", help="Soundfont of the music21 renders (one "
+                                                     "drawn per piece); default: the General MIDI soundfonts of "
+                                                     "Debian that are installed."),
                 workers: int = typer.Option(2), seed: int = typer.Option(0)) -> None:
-    """Build the open corpus: soundtracks + rendered music21 pieces, split, descriptors and targets."""
-    from .corpus import build_open_corpus
+    """Build the open corpus: soundtracks, debian.csv, midi.csv, music21 renders, split, excerpts, descriptors and
+    targets."""
+    from .corpus import GM_SOUNDFONTS, build_open_corpus
 
-    report = build_open_corpus(source_root, corpus, per_style=per_style, seed=seed, workers=workers)
+    soundfonts = soundfont or [path for path in GM_SOUNDFONTS if path.is_file()] or GM_SOUNDFONTS[:1]
+    report = build_open_corpus(source_root, corpus, per_style=per_style, per_track=per_track,
+                               excerpt_seconds=excerpt_seconds, seed=seed, workers=workers, soundfonts=soundfonts)
     typer.echo(json.dumps(report, indent=2, default=str))
 
 
@@ -238,18 +250,51 @@ def open_corpus_timbre(corpus: Path = typer.Argument(..., help="A built open cor
     typer.echo(f"timbre: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
 
 
+@app.command("teachers")
+def teachers(corpus: Path = typer.Argument(..., help="A corpus folder with manifest.csv."),
+             teacher: list[str] = typer.Option(["musicnn", "basic_pitch"], "--teacher",
+                                               help="Teachers to run: musicnn, basic_pitch."),
+             envs: Optional[Path] = typer.Option(None, help="Root of the teachers' environments (default: "
+                                                           "$MTLMUSIC_TEACHERS or ~/.cache/mtlmusic/teachers)."),
+             max_minutes: Optional[float] = typer.Option(None, help="Time limit of each teacher's labelling; rerun "
+                                                                    "to label the rest."),
+             seed: int = typer.Option(0, help="Seed of the target fits.")) -> None:
+    """Label every track with teacher models (each in its own pinned environment), then fit their sources' targets.
+
+    Creates the environments on first use, labels resumably (rerun after an interruption; excerpts in rounds:
+    every track's first excerpt, then the second, ...), writes the musicnn baseline feature files and
+    targets/<source>.npz of every teacher source from the tracks labelled so far.
+    """
+    from .teachers import ensure_environment
+    from .teachers.targets import TEACHER_SOURCES, compute_teacher_targets, label_corpus, write_baseline_features
+
+    pythons = {name: ensure_environment(name, envs, log=typer.echo) for name in teacher}
+    report = label_corpus(corpus, teacher, pythons=pythons, max_minutes=max_minutes,
+                          progress=lambda name, done, total: done % 200 == 0 and typer.echo(f"{name}: {done}/{total}"))
+    typer.echo(json.dumps(report))
+    if "musicnn" in teacher:
+        for path in write_baseline_features(corpus):
+            typer.echo(f"wrote {path}")
+    sources = [source for source, (name, _) in TEACHER_SOURCES.items() if name in teacher]
+    for source, targets in compute_teacher_targets(corpus, sources, seed=seed).items():
+        typer.echo(f"{source}: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
+
+
 @app.command("open-corpus-eval")
 def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpus."),
                      models: list[Path] = typer.Argument(..., help="Model files to score."),
                      cache: Optional[Path] = typer.Option(None, help="Feature cache folder."),
                      output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
                      repeats: int = typer.Option(5), workers: int = typer.Option(0)) -> None:
-    """Score models against the Rand and MFCC baselines on the corpus's held-out tasks (Markdown table)."""
+    """Score models against Rand, MFCC and musicnn on the corpus's held-out tasks (Markdown table, 50 splits).
+
+    musicnn's features are scored where `mtlmusic-train teachers` wrote them. Each held-out track counts once
+    (its first excerpt); classes with fewer than 3 held-out tracks are left out."""
     from mtlmusic.files import atomic_path
 
-    from .corpus.heldout import evaluate_on_open_corpus, score_table
+    from .corpus.heldout import baseline_representations, evaluate_on_open_corpus, score_table
 
-    representations = {path.stem: path for path in models} | {"rand": "rand", "mfcc": "mfcc"}
+    representations = {path.stem: path for path in models} | baseline_representations(corpus)
     rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, workers=workers)
     if output:
         with atomic_path(output) as tmp:
@@ -276,6 +321,28 @@ def open_corpus_debian(source_root: Path = typer.Argument(..., help="Download fo
     minutes = (table.groupby("licence")["duration"].sum() / 60).round(1).sort_values(ascending=False)
     typer.echo(f"{len(table)} tracks, {table['duration'].sum() / 60:.0f} minutes, "
                f"{table['soundtrack'].nunique()} packages; minutes per licence:\n{minutes.to_string()}")
+
+
+@app.command("open-corpus-midi")
+def open_corpus_midi(source_root: Path = typer.Argument(..., help="Download folder: debs/ and the extractions x/."),
+                     corpus: Path = typer.Argument(..., help="Corpus folder; midi/ and midi.csv are written there."),
+                     fetch: bool = typer.Option(False, "--fetch", help="Download and extract the packages first "
+                                                "(apt-get download, dpkg -x; run apt-get update before)."),
+                     max_seconds: float = typer.Option(180.0, help="Longest audio rendered per piece."),
+                     workers: int = typer.Option(2, help="Rendering processes."),
+                     seed: int = typer.Option(0, help="Seed of the soundfont drawn for each piece.")) -> None:
+    """Render the MIDI music of the Debian packages of the package list (midi.csv), fetching them if asked."""
+    from .corpus import build_midi_corpus, fetch_packages, read_package_list
+
+    if fetch:
+        report = fetch_packages(read_package_list(kinds=("midi",))["package"], source_root)
+        failed = {name: status for name, status in report.items() if status.startswith("failed")}
+        typer.echo(f"fetched {len(report) - len(failed)} of {len(report)} packages"
+                   + (f"; failed (rerun to retry): {json.dumps(failed, indent=2)}" if failed else ""))
+    table = build_midi_corpus(source_root / "x", corpus, seed=seed, workers=workers, max_seconds=max_seconds)
+    minutes = (table.groupby("soundfont")["duration"].sum() / 60).round(1)
+    typer.echo(f"{len(table)} pieces, {table['duration'].sum() / 60:.0f} minutes, "
+               f"{table['soundtrack'].nunique()} packages; minutes per soundfont:\n{minutes.to_string()}")
 
 
 EVAL_DATASETS = ("gtzan", "fma", "ballroom", "irmas", "emotion-arousal", "emotion-valence", "jam",

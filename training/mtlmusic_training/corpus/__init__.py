@@ -67,23 +67,27 @@ from .debian import (DEBIAN_KINDS, PACKAGE_LIST, RESERVED_PACKAGES, build_debian
                      fetch_packages, music_folders, read_package_list, unpack_archives)
 from .descriptors import (ANALYSIS_SECONDS, DESCRIPTOR_VERSION, HOP_LENGTH, KEY_NAMES, KEY_WINDOW_SECONDS, TEMPO_EDGES,
                           Descriptors, analysis_audio, compute_audio_descriptors, describe_audio, load_descriptors)
-from .renders import (BPM_RANGE, DEFAULT_PROGRAMS, DEFAULT_SOUNDFONT, MUSIC21_LICENCE, STYLES, build_music21_corpus,
-                      music21_candidates, render_score)
+from .excerpts import EXCERPT_COLUMNS, MIN_EXCERPT_SECONDS, cut_excerpts
+from .midi import build_midi_corpus, extract_wad_music, mus_to_midi
+from .renders import (BPM_RANGE, DEFAULT_PROGRAMS, DEFAULT_SOUNDFONT, GM_SOUNDFONTS, MUSIC21_LICENCE, STYLES,
+                      build_music21_corpus, music21_candidates, render_midi, render_score)
 from .soundtracks import SOUNDTRACK_PACKAGES, build_soundtrack_corpus, licence_for
 from .sources import (COMPOSER_SOUNDTRACKS, DEFAULT_TARGET_SOURCES, LABEL_SMOOTHING, LABEL_SOURCES, OPEN_SOURCES,
                       compute_opencorpus_targets, label_targets, register_opencorpus_sources)
-from .splits import DEFAULT_FRACTIONS, build_manifest, corpus_summary, split_tracks
+from .splits import CORPUS_FRACTIONS, DEFAULT_FRACTIONS, TRACK_TABLES, build_manifest, corpus_summary, split_tracks
 from .timbre import TIMBRE_TOPICS, TIMBRE_WORDS, compute_timbre_targets
 
 __all__ = [
-    "ANALYSIS_SECONDS", "BPM_RANGE", "COMPOSER_SOUNDTRACKS", "DEBIAN_KINDS", "DEFAULT_FRACTIONS", "DEFAULT_PROGRAMS",
-    "DEFAULT_SOUNDFONT", "DEFAULT_TARGET_SOURCES", "DESCRIPTOR_VERSION", "HOP_LENGTH", "KEY_NAMES",
-    "KEY_WINDOW_SECONDS", "LABEL_SMOOTHING", "LABEL_SOURCES", "METADATA_COLUMNS", "MUSIC21_LICENCE", "OPEN_SOURCES",
-    "PACKAGE_LIST", "RESERVED_PACKAGES", "SOUNDTRACK_PACKAGES", "STYLES", "TEMPO_EDGES", "TIMBRE_TOPICS",
-    "TIMBRE_WORDS", "Descriptors",
-    "analysis_audio", "build_debian_corpus", "build_manifest", "build_music21_corpus", "build_open_corpus",
-    "build_soundtrack_corpus", "compute_audio_descriptors", "compute_opencorpus_targets", "compute_timbre_targets",
-    "corpus_summary", "describe_audio", "excerpt_windows", "fetch_packages", "label_targets", "licence_for",
-    "load_descriptors", "music21_candidates", "music_folders", "read_package_list", "register_opencorpus_sources",
+    "ANALYSIS_SECONDS", "BPM_RANGE", "COMPOSER_SOUNDTRACKS", "CORPUS_FRACTIONS", "DEBIAN_KINDS", "DEFAULT_FRACTIONS",
+    "DEFAULT_PROGRAMS",
+    "DEFAULT_SOUNDFONT", "DEFAULT_TARGET_SOURCES", "DESCRIPTOR_VERSION", "EXCERPT_COLUMNS", "GM_SOUNDFONTS",
+    "HOP_LENGTH", "KEY_NAMES", "KEY_WINDOW_SECONDS", "LABEL_SMOOTHING", "LABEL_SOURCES", "METADATA_COLUMNS",
+    "MIN_EXCERPT_SECONDS", "MUSIC21_LICENCE", "OPEN_SOURCES", "PACKAGE_LIST", "RESERVED_PACKAGES",
+    "SOUNDTRACK_PACKAGES", "STYLES", "TEMPO_EDGES", "TIMBRE_TOPICS", "TIMBRE_WORDS", "TRACK_TABLES", "Descriptors",
+    "analysis_audio", "build_debian_corpus", "build_manifest", "build_midi_corpus", "build_music21_corpus",
+    "build_open_corpus", "build_soundtrack_corpus", "compute_audio_descriptors", "compute_opencorpus_targets",
+    "compute_timbre_targets", "corpus_summary", "cut_excerpts", "describe_audio", "excerpt_windows",
+    "extract_wad_music", "fetch_packages", "label_targets", "licence_for", "load_descriptors", "mus_to_midi",
+    "music21_candidates", "music_folders", "read_package_list", "register_opencorpus_sources", "render_midi",
     "render_score", "split_tracks", "unpack_archives",
 ]

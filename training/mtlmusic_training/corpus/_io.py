@@ -69,7 +69,8 @@ def read_table(path: Path):
         raise ConfigError(f"{path} not found; build the corpus first.")
     return pd.read_csv(path, keep_default_na=False, na_values={"bpm_label": [""], "duration": [""]},
                        dtype={"track_id": str, "path": str, "split": str, "soundtrack": str, "style": str,
-                              "composer": str, "group": str, "title": str, "licence": str, "corpus": str})
+                              "composer": str, "group": str, "title": str, "licence": str, "corpus": str,
+                              "source_track": str})
 
 
 def parallel_map(function: Callable, jobs: list, workers: int) -> Iterable:

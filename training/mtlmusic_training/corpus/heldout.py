@@ -7,12 +7,21 @@ define the evaluation tasks:
 =============  ==============================================  ===============
 task           tracks and label                                metric
 =============  ==============================================  ===============
-soundtrack     held-out soundtrack tracks -> their game        accuracy
+soundtrack     held-out tracks of the soundtrack and Debian    accuracy
+               game-data packages -> their package
 style          held-out music21 renders -> Bach / Palestrina   accuracy
                / Monteverdi / Trecento / Classical quartet
 tempo          held-out music21 renders -> their rendered      R^2
                tempo, in octaves from 120 BPM (log2(BPM/120))
 =============  ==============================================  ===============
+
+Each held-out track counts once: where the manifest lists excerpts, a track is
+represented by its first excerpt (the smallest start), so that no two items of a
+task come from one track and cross-validation folds cannot share a track. A
+classification task keeps only the classes with at least
+:data:`MIN_CLASS_TRACKS` held-out tracks (many Debian packages hold only a few
+pieces), so that every class can appear in the training and the test side of
+the folds.
 
 Each representation (a model, ``rand``, ``mfcc``) is scored with the study's
 protocol (linear SVM or RBF SVR, 5 x 10-fold cross-validation).
@@ -41,10 +50,12 @@ TASKS = {
     "style": ("music21", "style", "classification"),
     "tempo": ("music21", "bpm_label", "regression"),
 }
+#: Fewest held-out tracks of a class for it to be kept in a classification task.
+MIN_CLASS_TRACKS = 3
 
 
 def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dict[str, EvalDataset]:
-    """The evaluation tasks over the ``split`` tracks of a built open corpus.
+    """The evaluation tasks over the ``split`` tracks of a built open corpus, one item per track.
 
     Parameters
     ----------
@@ -57,7 +68,9 @@ def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dic
     -------
     dict
         Task name -> :class:`~mtlmusic_training.evaluation.EvalDataset`, for the tasks of
-        :data:`TASKS` that have labelled tracks in ``split``; ``tempo`` values are
+        :data:`TASKS` that have labelled tracks in ``split``. With excerpts, each track is
+        its first excerpt (ids and paths are the excerpt's). Classification tasks keep the
+        classes with at least :data:`MIN_CLASS_TRACKS` tracks; ``tempo`` values are
         ``log2(bpm_label / 120)``.
 
     Examples
@@ -71,9 +84,14 @@ def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dic
              if in_split == split}
     metadata = read_table(corpus_dir / "metadata.csv")
     metadata = metadata[metadata["track_id"].isin(list(paths))]
+    if "source_track" in metadata:
+        metadata = metadata.sort_values(["source_track", "start"]).drop_duplicates("source_track")
     datasets = {}
     for task, (corpus, column, kind) in TASKS.items():
         rows = metadata[(metadata["corpus"] == corpus) & metadata[column].notna() & (metadata[column] != "")]
+        if kind == "classification":
+            counts = rows[column].value_counts()
+            rows = rows[rows[column].isin(counts.index[counts >= MIN_CLASS_TRACKS])]
         if rows.empty:
             continue
         ids = tuple(rows["track_id"])
@@ -84,6 +102,23 @@ def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dic
             bpm = rows[column].to_numpy(dtype=np.float64)
             datasets[task] = EvalDataset(task, kind, track_paths, ids, values=np.log2(bpm / 120.0))
     return datasets
+
+
+def baseline_representations(corpus_dir: str | os.PathLike) -> dict[str, object]:
+    """The baselines a model is scored against: Rand, MFCC and, where present, musicnn's features.
+
+    musicnn's MSD penultimate-layer and mean-pool features are feature files that
+    ``mtlmusic-train teachers`` writes into ``<corpus>/teachers/``.
+
+    Examples
+    --------
+    >>> baseline_representations("no-corpus")
+    {'rand': 'rand', 'mfcc': 'mfcc'}
+    """
+    from ..teachers.targets import BASELINES, baseline_path
+
+    found = {name: baseline_path(corpus_dir, name) for name in BASELINES}
+    return {"rand": "rand", "mfcc": "mfcc"} | {name: path for name, path in found.items() if path.is_file()}
 
 
 def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapping[str, object],

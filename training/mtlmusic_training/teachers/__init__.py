@@ -32,7 +32,7 @@ Examples
 (50,)
 >>> python = ensure_environment("musicnn")  # doctest: +SKIP
 >>> run_teacher("musicnn", [("t1", "song.flac")], "corpus/teachers/musicnn", python=python)  # doctest: +SKIP
-{'done': 1, 'failed': 0, 'skipped': 0}
+{'done': 1, 'failed': 0, 'skipped': 0, 'pending': 0}
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import venv
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -228,12 +229,13 @@ def track_key(track_id: str) -> str:
 def run_teacher(teacher: str | Teacher, items: Iterable[tuple[str, str | os.PathLike]],
                 out_dir: str | os.PathLike, *, python: str | os.PathLike | None = None,
                 runner: str | os.PathLike | None = None, retry_failed: bool = False,
+                max_minutes: float | None = None,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Label tracks with a teacher: one ``<out_dir>/<key>.npz`` per track (:func:`track_key`), resumable.
 
-    Tracks with a result are skipped; tracks that failed before (a ``.error`` file)
-    are skipped too unless ``retry_failed``. A track that fails is recorded and
-    the run goes on.
+    Tracks are labelled in the order given. Tracks with a result are skipped;
+    tracks that failed before (a ``.error`` file) are skipped too unless
+    ``retry_failed``. A track that fails is recorded and the run goes on.
 
     Parameters
     ----------
@@ -248,13 +250,16 @@ def run_teacher(teacher: str | Teacher, items: Iterable[tuple[str, str | os.Path
     runner : str or path-like, optional
         The runner script; default the teacher's own (:data:`STANDIN_RUNNER` for tests).
     retry_failed : bool
+    max_minutes : float, optional
+        Stop the runner after this long (the tracks not reached are left for a later run).
     progress : callable, optional
         Called as ``progress(done, total)`` after each track.
 
     Returns
     -------
     dict
-        Counts of ``done``, ``failed`` and ``skipped`` tracks.
+        Counts of ``done``, ``failed`` and ``skipped`` tracks, and ``pending``: those not
+        reached within ``max_minutes``.
 
     Raises
     ------
@@ -264,7 +269,7 @@ def run_teacher(teacher: str | Teacher, items: Iterable[tuple[str, str | os.Path
     Examples
     --------
     >>> run_teacher("musicnn", [("t1", "song.flac")], "teachers/musicnn")  # doctest: +SKIP
-    {'done': 1, 'failed': 0, 'skipped': 0}
+    {'done': 1, 'failed': 0, 'skipped': 0, 'pending': 0}
     """
     teacher = get_teacher(teacher)
     items = [(str(track_id), os.path.abspath(path)) for track_id, path in items]
@@ -285,6 +290,7 @@ def run_teacher(teacher: str | Teacher, items: Iterable[tuple[str, str | os.Path
     command = [str(python), str(runner or RUNNERS / teacher.runner), "--jobs", str(out / "jobs.tsv"),
                "--out", str(out)] + (["--retry-failed"] if retry_failed else [])
     counts = {"done": 0, "failed": 0, "skipped": 0}
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     with open(out / "runner.log", "ab") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
                                    env=os.environ | {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -294,11 +300,15 @@ def run_teacher(teacher: str | Teacher, items: Iterable[tuple[str, str | os.Path
                 counts[status] += 1
                 if progress:
                     progress(sum(counts.values()), len(items))
+            if deadline is not None and time.monotonic() > deadline:
+                process.terminate()
+                process.wait()
+                return counts | {"pending": len(items) - sum(counts.values())}
         if process.wait():
             tail = (out / "runner.log").read_text(errors="replace")[-3000:]
             raise TeacherError(f"The {teacher.name} runner stopped with status {process.returncode} after "
                                f"{sum(counts.values())} of {len(items)} tracks (rerun to resume):\n{tail}")
-    return counts
+    return counts | {"pending": 0}
 
 
 @dataclass(frozen=True)

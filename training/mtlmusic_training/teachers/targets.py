@@ -73,6 +73,15 @@ def teacher_dir(corpus_dir: str | os.PathLike, teacher: str) -> Path:
     return Path(corpus_dir) / "teachers" / teacher
 
 
+def baseline_path(corpus_dir: str | os.PathLike, name: str) -> Path:
+    """The feature file of a baseline of :data:`BASELINES`: ``<corpus>/teachers/<name>.npz``.
+
+    >>> baseline_path("corpus", "musicnn-penultimate").as_posix()
+    'corpus/teachers/musicnn-penultimate.npz'
+    """
+    return Path(corpus_dir) / "teachers" / f"{name}.npz"
+
+
 def pitch_bag(notes: np.ndarray) -> np.ndarray:
     """Seconds of notes per pitch class (C to B) and per octave from A0, weighted by amplitude: 20 values.
 
@@ -106,8 +115,14 @@ def note_rate(notes: np.ndarray, seconds: float) -> float:
 
 def label_corpus(corpus_dir: str | os.PathLike, teachers: Sequence[str] = tuple(TEACHERS), *,
                  pythons: Mapping[str, str | os.PathLike] | None = None, runner: str | os.PathLike | None = None,
+                 max_minutes: float | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
     """Run each teacher over every track of ``<corpus_dir>/manifest.csv`` (resumable; see :func:`run_teacher`).
+
+    Excerpts are labelled in rounds (:func:`labelling_order`): the first excerpt of
+    every source track, then the second, and so on, so that a run stopped by
+    ``max_minutes`` covers the tracks evenly; the held-out tracks' first excerpts
+    (the evaluation's) come in the first round.
 
     Parameters
     ----------
@@ -117,6 +132,8 @@ def label_corpus(corpus_dir: str | os.PathLike, teachers: Sequence[str] = tuple(
         Teacher -> interpreter; default each teacher's environment (:func:`environment_python`).
     runner : str or path-like, optional
         One runner script for every teacher (the tests' stand-in).
+    max_minutes : float, optional
+        Time limit of each teacher; rerun to label the rest.
     progress : callable, optional
         Called as ``progress(teacher, done, total)``.
 
@@ -131,14 +148,41 @@ def label_corpus(corpus_dir: str | os.PathLike, teachers: Sequence[str] = tuple(
     {'musicnn': {'done': 2400, 'failed': 0, 'skipped': 0}}
     """
     manifest = Manifest.load(Path(corpus_dir) / "manifest.csv")
+    items = [manifest.items()[row] for row in labelling_order(corpus_dir)]
     report = {}
     for teacher in teachers:
         python = (pythons or {}).get(teacher) or environment_python(teacher)
-        report[teacher] = run_teacher(teacher, manifest.items(), teacher_dir(corpus_dir, teacher), python=python,
-                                      runner=runner,
+        report[teacher] = run_teacher(teacher, items, teacher_dir(corpus_dir, teacher), python=python,
+                                      runner=runner, max_minutes=max_minutes,
                                       progress=(lambda done, total, t=teacher: progress(t, done, total))
                                       if progress else None)
     return report
+
+
+def labelling_order(corpus_dir: str | os.PathLike) -> np.ndarray:
+    """Manifest rows in labelling rounds: each source track's first excerpt (by start), then its second, ...
+
+    Whole-track corpora (no ``source_track`` column in ``metadata.csv``) keep the manifest's order.
+
+    Examples
+    --------
+    >>> labelling_order("corpus")  # doctest: +SKIP
+    array([0, 2, 1])
+    """
+    import pandas as pd
+
+    from ..corpus._io import read_table
+
+    corpus = Path(corpus_dir)
+    manifest = Manifest.load(corpus / "manifest.csv")
+    metadata = corpus / "metadata.csv"
+    table = read_table(metadata) if metadata.is_file() else pd.DataFrame()
+    if "source_track" not in table or "start" not in table:
+        return np.arange(len(manifest))
+    table = pd.DataFrame({"track_id": manifest.track_ids, "row": np.arange(len(manifest))}).merge(
+        table[["track_id", "source_track", "start"]], how="left", on="track_id")
+    table["round"] = table.sort_values("start", kind="stable").groupby("source_track", dropna=False).cumcount()
+    return table.sort_values(["round", "row"], kind="stable")["row"].to_numpy()
 
 
 def compute_teacher_targets(corpus_dir: str | os.PathLike, sources: Sequence[str] = tuple(TEACHER_SOURCES), *,
@@ -231,7 +275,7 @@ def write_baseline_features(corpus_dir: str | os.PathLike, names: Sequence[str] 
         features = outputs.arrays[output][rows]
         paths = [str(manifest.paths[row]) for row in rows]
         names_ = [f"{output}_{i}" for i in range(features.shape[1])]
-        written.append(write_features(corpus / "teachers" / f"{name}.npz", features, paths, names_,
+        written.append(write_features(baseline_path(corpus, name), features, paths, names_,
                                       meta={"teacher": teacher, "output": output, "aggregation": "mean"}))
     return written
 
