@@ -122,7 +122,7 @@ def label_corpus(corpus_dir: str | os.PathLike, teachers: Sequence[str] = tuple(
     Excerpts are labelled in rounds (:func:`labelling_order`): the first excerpt of
     every source track, then the second, and so on, so that a run stopped by
     ``max_minutes`` covers the tracks evenly; the held-out tracks' first excerpts
-    (the evaluation's) come in the first round.
+    (the evaluation's) come first.
 
     Parameters
     ----------
@@ -162,7 +162,8 @@ def label_corpus(corpus_dir: str | os.PathLike, teachers: Sequence[str] = tuple(
 def labelling_order(corpus_dir: str | os.PathLike) -> np.ndarray:
     """Manifest rows in labelling rounds: each source track's first excerpt (by start), then its second, ...
 
-    Whole-track corpora (no ``source_track`` column in ``metadata.csv``) keep the manifest's order.
+    Within a round the test tracks come first: their first excerpts are the
+    held-out evaluation's, for which musicnn's features are a baseline. Whole-track corpora (no ``source_track`` column in ``metadata.csv``) keep the manifest's order.
 
     Examples
     --------
@@ -182,7 +183,8 @@ def labelling_order(corpus_dir: str | os.PathLike) -> np.ndarray:
     table = pd.DataFrame({"track_id": manifest.track_ids, "row": np.arange(len(manifest))}).merge(
         table[["track_id", "source_track", "start"]], how="left", on="track_id")
     table["round"] = table.sort_values("start", kind="stable").groupby("source_track", dropna=False).cumcount()
-    return table.sort_values(["round", "row"], kind="stable")["row"].to_numpy()
+    table["training"] = np.asarray(manifest.splits) != "test"
+    return table.sort_values(["round", "training", "row"], kind="stable")["row"].to_numpy()
 
 
 def compute_teacher_targets(corpus_dir: str | os.PathLike, sources: Sequence[str] = tuple(TEACHER_SOURCES), *,
