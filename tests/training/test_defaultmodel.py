@@ -51,3 +51,36 @@ def test_scores_and_table(tmp_path, model_file):
     assert mfcc["soundtrack"] == 1.0 and mfcc["style"] == 1.0
     table = score_table(rows)
     assert table.count("\n") == 4 and "| soundtrack (20, accuracy) |" in table
+
+
+def test_model_card_describes_the_corpus_sources_teachers_and_scores(tmp_path, model_file):
+    import pandas as pd
+
+    from mtlmusic import load_model
+    from mtlmusic_training.corpus._io import write_table
+    from mtlmusic_training.corpus.heldout import corpus_tables, model_card
+
+    ids = [f"{c}/{i}@0000" for c in ("deb", "midi", "m21") for i in range(4)]
+    corpus = {"deb": "soundtrack", "midi": "midi", "m21": "music21"}
+    splits = ["train", "train", "valid", "test"] * 3
+    write_table(pd.DataFrame({"track_id": ids, "path": [f"{i}.flac" for i in range(12)], "split": splits}),
+                tmp_path / "manifest.csv")
+    write_table(pd.DataFrame({
+        "track_id": ids, "corpus": [corpus[t.split("/")[0]] for t in ids],
+        "soundtrack": ["pkg-a", "pkg-b", "pkg-a", "pkg-b", "mid", "mid", "mid", "mid"] + [""] * 4,
+        "style": [""] * 8 + ["bach", "bach", "trecento", "bach"], "duration": [30.0] * 12,
+        "licence": ["GPL-2+"] * 6 + ["CC-BY-SA-3.0"] * 6, "source_track": [t.split("@")[0] for t in ids]}),
+        tmp_path / "metadata.csv")
+    tables = corpus_tables(tmp_path)
+    assert "| recorded and tracker music (Debian packages) | 2 | 2 / 1 / 1 | 4 | 2 |" in tables
+    assert "| music21 scores, rendered | 2 | 2 / 1 / 1 | 4 | 2 |" in tables
+    assert "| GPL-2+ | 3 |" in tables and "| CC-BY-SA-3.0 | 3 |" in tables
+    config = dict(load_model(model_file).config)
+    config["sources"] = ["self", "bpm", "tag", "pitch"]
+    rows = [{"task": "style", "representation": r, "metric": "accuracy", "mean": 0.5, "low": 0.4, "high": 0.6,
+             "n_tracks": 150} for r in ("model", "rand", "mfcc", "musicnn-penultimate")]
+    card = model_card(config, rows, tmp_path)
+    assert card.startswith("---\n") and "## What it is not good for" in card
+    assert "* `tag`: teacher musicnn" in card and "* `pitch`: teacher basic-pitch" in card
+    assert "ISC" in card and "Apache-2.0" in card and "mtlmusic-train teachers corpus" in card
+    assert "| style (150, accuracy) |" in card and "musicnn is MSD_musicnn's penultimate layer" in card

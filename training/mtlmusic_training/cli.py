@@ -285,6 +285,7 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      models: list[Path] = typer.Argument(..., help="Model files to score."),
                      cache: Optional[Path] = typer.Option(None, help="Feature cache folder."),
                      output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
+                     card: Optional[Path] = typer.Option(None, help="Write the first model's card (Markdown) here."),
                      repeats: int = typer.Option(5), workers: int = typer.Option(0)) -> None:
     """Score models against Rand, MFCC and musicnn on the corpus's held-out tasks (Markdown table, 50 splits).
 
@@ -292,13 +293,18 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
     (its first excerpt); classes with fewer than 3 held-out tracks are left out."""
     from mtlmusic.files import atomic_path
 
-    from .corpus.heldout import baseline_representations, evaluate_on_open_corpus, score_table
+    from .corpus.heldout import baseline_representations, evaluate_on_open_corpus, model_card, score_table
 
     representations = {path.stem: path for path in models} | baseline_representations(corpus)
     rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, workers=workers)
     if output:
         with atomic_path(output) as tmp:
             tmp.write_text(json.dumps(rows, indent=2))
+    if card:
+        from mtlmusic import load_model
+
+        with atomic_path(card) as tmp:
+            tmp.write_text(model_card(load_model(models[0]).config, rows, corpus))
     typer.echo(score_table(rows))
 
 

@@ -196,7 +196,60 @@ def score_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def model_card(config: Mapping, rows: list[dict], corpus_summary: str = "") -> str:
+#: What each learning source of the open corpus is, in the words of a model card.
+CARD_SOURCES = {
+    "self": "same-track pairs of 2.5 s crops (half of every batch from the same excerpt)",
+    "bpm": "beat-tracked tempo (librosa) -> 50-component Gaussian mixture, as the study's bpm",
+    "onset": "onset rate -> 50-component Gaussian mixture",
+    "chroma": "histogram of local keys (chroma matched to key profiles) -> pLSA, 12 topics",
+    "tempogram": "tempogram histogram -> pLSA, 12 topics",
+    "timbre": "bag of MFCC words (64-word k-means codebook) -> pLSA, 16 topics",
+    "composer": "composer tags of the Wesnoth soundtrack -> label distribution",
+    "tag": "teacher musicnn (MSD_musicnn): weights of 50 Last.fm tags of the Million Song Dataset -> pLSA, 50 "
+           "topics, as the study's tag source",
+    "mtt": "teacher musicnn (MTT_musicnn): weights of 50 MagnaTagATune tags (instruments, voices, moods, genres) "
+           "-> pLSA, 50 topics",
+    "pitch": "teacher basic-pitch: seconds of transcribed notes per pitch class and octave -> pLSA, 12 topics",
+    "notes": "teacher basic-pitch: transcribed notes per second -> 50-component Gaussian mixture",
+}
+#: Teachers of the teacher sources, for the card's licences.
+_TEACHER_OF = {"tag": "musicnn", "mtt": "musicnn", "pitch": "basic_pitch", "notes": "basic_pitch"}
+
+
+def corpus_tables(corpus_dir: str | os.PathLike) -> str:
+    """Markdown tables of a built corpus: tracks, excerpts and minutes per part and split; minutes per licence.
+
+    Examples
+    --------
+    >>> print(corpus_tables("corpus"))  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    corpus_dir = Path(corpus_dir)
+    manifest = Manifest.load(corpus_dir / "manifest.csv")
+    table = read_table(corpus_dir / "metadata.csv").merge(
+        pd.DataFrame({"track_id": manifest.track_ids, "split": manifest.splits}))
+    if "source_track" not in table:
+        table["source_track"] = table["track_id"]
+    table["part"] = table["corpus"].map({"soundtrack": "recorded and tracker music (Debian packages)",
+                                         "midi": "MIDI pieces of Debian packages, rendered",
+                                         "music21": "music21 scores, rendered"})
+    lines = ["| part | classes | tracks (train / valid / test) | excerpts | minutes |", "|---|---|---|---|---|"]
+    for part, rows in table.groupby("part", sort=False):
+        classes = rows["soundtrack"].where(rows["corpus"] != "music21", rows["style"]).nunique()
+        tracks = rows.groupby("split")["source_track"].nunique().reindex(["train", "valid", "test"], fill_value=0)
+        lines.append(f"| {part} | {classes} | {' / '.join(str(n) for n in tracks)} | {len(rows)} | "
+                     f"{rows['duration'].sum() / 60:.0f} |")
+    minutes = (table.groupby("licence")["duration"].sum() / 60).sort_values(ascending=False)
+    shown = minutes.iloc[:12]
+    lines += ["", "| licence (as the package states it) | minutes |", "|---|---|"]
+    lines += [f"| {licence or 'unknown'} | {value:.0f} |" for licence, value in shown.items()]
+    if len(minutes) > len(shown):
+        lines.append(f"| {len(minutes) - len(shown)} other licence statements | {minutes.iloc[12:].sum():.0f} |")
+    return "\n".join(lines)
+
+
+def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike) -> str:
     """The model card (Markdown with the hub's metadata header) of a model trained on the open corpus.
 
     Parameters
@@ -205,9 +258,8 @@ def model_card(config: Mapping, rows: list[dict], corpus_summary: str = "") -> s
         The model file's config; its ``info`` holds the training recipe and history.
     rows : list of dict
         :func:`evaluate_on_open_corpus` rows for the model and the baselines.
-    corpus_summary : str
-        Text put under "Data and licences", e.g. the printed
-        :func:`~mtlmusic_training.corpus.corpus_summary`.
+    corpus_dir : str or path-like
+        The corpus it was trained on (:func:`corpus_tables` describes it).
 
     Returns
     -------
@@ -216,60 +268,72 @@ def model_card(config: Mapping, rows: list[dict], corpus_summary: str = "") -> s
 
     Examples
     --------
-    >>> card = model_card(config, rows)  # doctest: +SKIP
+    >>> card = model_card(config, rows, "corpus")  # doctest: +SKIP
     >>> card.splitlines()[0]  # doctest: +SKIP
     '---'
     """
+    from ..teachers import TEACHERS
+
     info = config.get("info", {})
     training = info.get("training", {})
     final = info.get("final") or {}
-    sources = ", ".join(config["sources"])
+    sources = list(config["sources"])
     minutes = info.get("train_seconds", 0.0) / 60
+    teachers = sorted({_TEACHER_OF[s] for s in sources if s in _TEACHER_OF})
+    names = list(dict.fromkeys(row["representation"] for row in rows))
     header = "\n".join([
         "---", "license: other", "license_name: open-corpus-mixed", "library_name: mtlmusic",
         "tags: [audio, music, feature-extraction, music-information-retrieval, multi-task-learning]",
-        "datasets: [debian-game-soundtracks, music21-corpus]", "metrics: [accuracy, r2]", "---"])
+        "datasets: [debian-game-music, music21-corpus]", "metrics: [accuracy, r2]", "---"])
     lines = [
         header, "",
-        f"# {config.get('name') or 'default'}: {config['architecture']} on {sources}", "",
-        "The default model of mtlmusic: the study's network (Table 3) with every layer shared between tasks "
-        f"(MS-SR@FC), trained by mtlmusic's own pipeline on openly licensed music. Each track is described by "
-        f"{2 * 256} values: the mean and standard deviation of the 256-dimensional representation of its 2.5 s slices.",
+        f"# {config.get('name') or 'default'}: {config['architecture']} on {', '.join(sources)}", "",
+        f"A model of mtlmusic: the study's network (Table 3) as {config['architecture']}, trained by mtlmusic's own "
+        f"pipeline on openly licensed music with {len(sources)} learning sources. Each track is described by "
+        f"{2 * 256} values: the mean and standard deviation of the 256-dimensional representation of its 2.5 s "
+        "slices.",
         "",
         "## Data and licences", "",
-        "The open corpus (`docs/open-corpus.md`): the music of eight Debian game-soundtrack packages "
-        "(Warzone 2100, UFO: Alien Invasion, Planet Blupi, Battle for Wesnoth, Nexuiz, Singularity, HyperRogue, "
-        "Advanced Strategic Command; GPL-2+, GPL-3+, CC-BY(-SA) 3.0/4.0, see each package's copyright file) and "
-        "pieces of the music21 corpus (Bach chorales, Palestrina, Monteverdi madrigals, Trecento, Classical string "
-        "quartets; BSD-licensed encodings of public-domain works) rendered with FluidSynth and the FluidR3 GM "
-        "soundfont, one General MIDI instrument per piece drawn independently of its style. Split by track and by "
-        "work: 70% train, 10% validation, 20% held out. The weights are learned from this music; whoever "
-        "redistributes them should honour the licences of the training audio listed above (copyleft GPL and "
-        "CC-BY-SA terms included).",
+        "The open corpus (`docs/open-corpus.md`): the recorded and tracker music of the Debian game and "
+        "soundtrack packages of the package list (sound effects, jingles under 30 s, copies and variants left out), "
+        "the MIDI pieces of Debian packages rendered with FluidSynth and one of three Debian General MIDI soundfonts "
+        "(FluidR3_GM, TimGM6mb, MuseScore General), and pieces of five styles of the music21 corpus (BSD-licensed "
+        "encodings of public-domain works) rendered with one General MIDI instrument, one tempo and one soundfont "
+        "per piece, drawn independently of the style. Cut into 30 s excerpts (at most four per track); split by "
+        "track and by work, never by excerpt. None of the collections reserved for independent evaluation is used.",
         "",
-        corpus_summary,
+        corpus_tables(corpus_dir),
+        "",
+        "The weights are learned from this music; whoever redistributes them should honour the licences of the "
+        "training audio (copyleft GPL and CC-BY-SA terms included; each track's licence is in the corpus tables "
+        "`debian.csv`, `soundtracks.csv`, `midi.csv`, `music21.csv`).",
         "",
         "## Learning sources", "",
-        "* `self`: same-track pairs of 2.5 s crops (half of every batch from the same track).",
-        "* `bpm`: beat-tracked tempo (librosa) -> 50-component Gaussian mixture responsibilities, as the study's bpm.",
-        "* `onset`: onset rate -> 50-component Gaussian mixture responsibilities.",
-        "* `chroma`: histogram of local keys (chroma matched to key profiles) -> pLSA, 12 topics.",
-        "* `tempogram`: tempogram histogram -> pLSA, 12 topics.",
-        "* `timbre`: bag of MFCC words (64-word k-means codebook) -> pLSA, 16 topics.",
+        *[f"* `{s}`: {CARD_SOURCES.get(s, 'see docs/open-corpus.md')}." for s in sources],
         "",
-        "No label of the evaluation tasks (soundtrack, style, rendered tempo) is a learning source, and the held-out "
+        "No label of the evaluation tasks (package, style, rendered tempo) is a learning source, and the held-out "
         "tracks contribute neither audio nor targets to training.",
+    ]
+    if teachers:
+        lines += ["", "Teachers (each run in its own pinned environment; their predictions are targets only, none "
+                      "of their weights is in this model):", ""]
+        lines += [f"* {name}: {TEACHERS[name].description}; licence {TEACHERS[name].licence}." for name in teachers]
+    lines += [
         "",
         "## Recipe", "",
         "```bash",
+        "mtlmusic-train open-corpus-debian open-music-debian corpus --fetch",
+        "mtlmusic-train open-corpus-midi open-music-midi corpus --fetch",
         "apt-get download warzone2100-music ufoai-music planetblupi-music-ogg wesnoth-1.16-music nexuiz-music \\",
         "    singularity-music hyperrogue-music asc-music   # then dpkg -x and unzip, see docs/open-corpus.md",
-        "mtlmusic-train open-corpus open-music/x corpus",
+        "mtlmusic-train open-corpus open-music/x corpus --per-style 150 --per-track 4",
         "mtlmusic-train open-corpus-timbre corpus",
+        *(["mtlmusic-train teachers corpus"] if teachers else []),
         "mtlmusic-train cache corpus/manifest.csv corpus --workers 2",
         f"mtlmusic-train run corpus runs/default --arch {config['architecture']} "
-        f"--sources {','.join(config['sources'])} --epochs {training.get('epochs')} --lr {training.get('lr')} "
-        f"--export default.safetensors",
+        f"--sources {','.join(sources)} --epochs {training.get('epochs')} --lr {training.get('lr')} "
+        "--max-minutes MINUTES",
+        "mtlmusic-train export runs/default corpus -o default.safetensors",
         "mtlmusic-train open-corpus-eval corpus default.safetensors --cache eval-cache",
         "```", "",
         f"Batch {training.get('batch_size')}, Adam (lr {training.get('lr')}, L2 {training.get('weight_decay')}), "
@@ -281,10 +345,20 @@ def model_card(config: Mapping, rows: list[dict], corpus_summary: str = "") -> s
         "",
         "## Evaluation on the held-out part", "",
         "The study's protocol: linear SVM (C = 1) for classification, RBF SVR for regression, on standardized "
-        "features, 5 x 10-fold cross-validation over the held-out tracks; mean and 95% interval. "
-        "Rand is the same network untrained; MFCC is 20 MFCCs with deltas and delta-deltas, mean and std.",
+        "features, 5 x 10-fold cross-validation over the held-out tracks (one excerpt each); mean and 95% interval. "
+        "Rand is the same network untrained; MFCC is 20 MFCCs with deltas and delta-deltas, mean and std"
+        + ("; musicnn is MSD_musicnn's penultimate layer (200) or mean-pool layer (753), averaged over 3 s patches"
+           if any(name.startswith("musicnn") for name in names) else "") + ".",
         "",
         score_table(rows), "",
         "Reproduce this table with the last command of the recipe.",
+        "",
+        "## What it is not good for", "",
+        "* Vocals, lyrics and most popular genres: the training music is game soundtracks, chiptune modules and "
+        "rendered scores; none of it is commercial popular music.",
+        "* Tasks that need more than 2.5 s of context per slice (form, long-range structure): the track vector is "
+        "the mean and standard deviation of its slices.",
+        "* Comparisons with the study's numbers: the study trained on 46,490 Million Song Dataset previews with "
+        "Last.fm, Echo Nest, musiXmatch and CDR targets; this model's data and sources are different and smaller.",
     ]
     return "\n".join(lines) + "\n"
