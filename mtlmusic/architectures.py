@@ -130,6 +130,11 @@ class MultiTaskNetwork(nn.Module):
         softmax head of ``head_sizes.get(source, 50)`` outputs.
     head_sizes : mapping, optional
         Output size per source.
+    block_order : list of str, optional
+        The representation's blocks in the order wanted: a permutation of the
+        default :attr:`representation_blocks` (the sources in canonical order, or
+        ``('shared',)``). Imported checkpoints keep their own task order with it
+        (see :mod:`mtlmusic.checkpoint`); model files record it.
 
     Examples
     --------
@@ -139,10 +144,12 @@ class MultiTaskNetwork(nn.Module):
     torch.Size([4, 512])
     >>> net(torch.zeros(4, 2, 216, 128), "bpm").shape
     torch.Size([4, 50])
+    >>> build_network("MS-CR@2", ["self", "bpm"], block_order=["bpm", "self"]).representation_blocks
+    ('bpm', 'self')
     """
 
     def __init__(self, architecture: str, sources: Iterable[str],
-                 head_sizes: Mapping[str, int] | None = None):
+                 head_sizes: Mapping[str, int] | None = None, block_order: Iterable[str] | None = None):
         super().__init__()
         self.architecture = canonical_architecture(architecture)
         self.sources = canonical_sources(sources)
@@ -159,13 +166,20 @@ class MultiTaskNetwork(nn.Module):
                                        for s in self.sources} if self.n_shared < len(STAGE_NAMES) else {})
         self.heads = nn.ModuleDict({s: SelfHead(FEATURE_DIM) if s == "self" else task_head(FEATURE_DIM, n)
                                     for s, n in self.head_sizes.items()})
+        blocks = self.sources if self.branches or self.architecture == "SS-R" else ("shared",)
+        if block_order is not None:
+            order = (tuple(block_order) if isinstance(block_order, Iterable) and not isinstance(block_order, str)
+                     else (block_order,))
+            if not all(isinstance(b, str) for b in order) or sorted(order) != sorted(blocks):
+                raise ConfigError(f"block_order {block_order!r} is not an order of the representation "
+                                  f"blocks {list(blocks)}.")
+            blocks = order
+        self._blocks = blocks
 
     @property
     def representation_blocks(self) -> tuple[str, ...]:
         """Names of the d-sized blocks of the representation, in order."""
-        if self.branches:
-            return self.sources
-        return self.sources if self.architecture == "SS-R" else ("shared",)
+        return self._blocks
 
     @property
     def representation_dim(self) -> int:
@@ -182,7 +196,7 @@ class MultiTaskNetwork(nn.Module):
         x = self.shared(x)
         if not self.branches:
             return x
-        return torch.cat([self.branches[s](x) for s in self.sources], dim=1)
+        return torch.cat([self.branches[s](x) for s in self._blocks], dim=1)
 
     def forward(self, x: torch.Tensor, source: str, x_right: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of task ``source``; the self task takes a pair ``(x, x_right)``."""
@@ -196,14 +210,14 @@ class MultiTaskNetwork(nn.Module):
         return self.heads[source](self.task_features(x, source))
 
 
-def build_network(architecture: str, sources: Iterable[str],
-                  head_sizes: Mapping[str, int] | None = None) -> MultiTaskNetwork:
+def build_network(architecture: str, sources: Iterable[str], head_sizes: Mapping[str, int] | None = None,
+                  block_order: Iterable[str] | None = None) -> MultiTaskNetwork:
     """Build a freshly initialised network; see :class:`MultiTaskNetwork`.
 
     >>> build_network("SS-R", ["tag"]).representation_dim
     256
     """
-    return MultiTaskNetwork(architecture, sources, head_sizes)
+    return MultiTaskNetwork(architecture, sources, head_sizes, block_order)
 
 
 def assemble_msscr(members: Iterable[MultiTaskNetwork]) -> MultiTaskNetwork:

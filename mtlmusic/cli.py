@@ -204,17 +204,23 @@ def hub_push(files: list[Path] = typer.Argument(..., help="Model files (.safeten
 
 @app.command("import-checkpoint")
 def import_checkpoint_command(
-    checkpoint: Path = typer.Argument(..., help="The study's PyTorch checkpoint (torch.save dict)."),
+    checkpoint: Path = typer.Argument(..., help="The study's PyTorch checkpoint (torch.save dict, "
+                                                "plain or gzip-compressed like .pth.gz)."),
     scaler: Path = typer.Option(..., "--scaler", help=".npz with the scaler's 'mean' and 'sd'."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors)."),
     trust_pickle: bool = typer.Option(False, help="Allow full unpickling (only for checkpoints you trust)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    compat: Optional[str] = typer.Option(None, "--compat", metavar="authors",
+                                         help="'authors': compute the features of the authors' extractor "
+                                              "(blocks in the checkpoint's task order, padding with 0 dB), "
+                                              "recorded in the model file."),
 ) -> None:
     """Convert a released checkpoint of the study into an mtlmusic model file."""
     from .checkpoint import import_checkpoint
 
     try:
-        path = import_checkpoint(checkpoint, scaler, output, overwrite=overwrite, allow_pickle=trust_pickle)
+        path = import_checkpoint(checkpoint, scaler, output, overwrite=overwrite, allow_pickle=trust_pickle,
+                                 compat=compat)
     except MtlmusicError as err:
         err_console.print(f"error: {err}", highlight=False, markup=False)
         raise typer.Exit(2)

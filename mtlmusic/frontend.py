@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -198,6 +198,18 @@ def db_floor(max_power: float) -> float:
 class Scaler:
     """Per-mel-bin standardization: ``(X - mean) / max(std, 1e-10)`` with 128 values each.
 
+    The part of the front end that belongs to a model (and its model file).
+
+    Attributes
+    ----------
+    mean, std : torch.Tensor, shape (128,)
+        The per-bin statistics.
+    pad_db : float or None
+        The dB value that pads a track's final partial slice (and a track shorter
+        than one slice) before standardization. ``None``, the default, pads with
+        the track's floor (:func:`db_floor`): what digital silence becomes. The
+        authors' extractor padded with 0 dB (see :mod:`mtlmusic.checkpoint`).
+
     Examples
     --------
     >>> import torch
@@ -208,11 +220,15 @@ class Scaler:
 
     mean: torch.Tensor
     std: torch.Tensor
+    pad_db: float | None = None
 
     def __post_init__(self):
         if self.mean.shape != (N_MELS,) or self.std.shape != (N_MELS,):
             raise ValueError(f"Scaler needs {N_MELS} means and stds, got {tuple(self.mean.shape)} "
                              f"and {tuple(self.std.shape)}.")
+        if self.pad_db is not None and (isinstance(self.pad_db, bool) or not isinstance(self.pad_db, (int, float))
+                                        or not np.isfinite(self.pad_db)):
+            raise ValueError(f"Scaler's pad_db must be a finite number of dB or None, got {self.pad_db!r}.")
 
     def __call__(self, db: torch.Tensor) -> torch.Tensor:
         mean = self.mean.to(db.device, db.dtype)
@@ -256,7 +272,7 @@ class Scaler:
         >>> Scaler.identity().to("cpu").mean.device
         device(type='cpu')
         """
-        return Scaler(self.mean.to(device), self.std.to(device))
+        return replace(self, mean=self.mean.to(device), std=self.std.to(device))
 
 
 class ScalerStats:
@@ -407,7 +423,8 @@ def _standardized_slices(frames: Iterable[torch.Tensor], max_power: float, scale
             yield SliceChunk(scaler(slice_frames(db[:, :chunk_frames], 0.0)), torch.ones(chunk_slices))
             pending, n_pending, emitted = [db[:, chunk_frames:]], n_pending - chunk_frames, True
     if pending and (n_pending or not emitted):
-        slices = scaler(slice_frames(torch.cat(pending, dim=1), db_floor(max_power)))
+        pad_db = db_floor(max_power) if scaler.pad_db is None else scaler.pad_db
+        slices = scaler(slice_frames(torch.cat(pending, dim=1), pad_db))
         weights = torch.ones(slices.shape[0])
         if emitted or slices.shape[0] > 1:  # a track shorter than one slice is that one slice
             weights[-1] = (n_pending - (slices.shape[0] - 1) * SLICE_FRAMES) / SLICE_FRAMES

@@ -3,8 +3,11 @@
 The file holds the network's weights and BatchNorm statistics, the front end's
 scaler (``scaler.mean``, ``scaler.std``) and, in the safetensors metadata under
 ``"mtlmusic"``, a JSON config: format version, architecture, sources, head
-sizes, representation blocks, feature names, the mtlmusic version that wrote it,
-the SHA-256 of the tensors, and free-form ``info`` (model card, training recipe).
+sizes, representation blocks (in the order the network concatenates them),
+feature names, the mtlmusic version that wrote it, the SHA-256 of the tensors,
+``pad_db`` where the front end pads with a fixed dB value rather than the
+track's floor (see :class:`~mtlmusic.frontend.Scaler`), and free-form ``info``
+(model card, training recipe).
 
 Loading checks everything: a truncated or corrupt file, a config from a newer
 format, weights that do not fit the declared architecture or tensors whose hash
@@ -109,6 +112,8 @@ def save_model_file(path: str | os.PathLike, network: MultiTaskNetwork, scaler: 
         "tensors_sha256": tensors_sha256(tensors),
         "info": info or {},
     }
+    if scaler.pad_db is not None:
+        config["pad_db"] = scaler.pad_db
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(config)})
     return path
@@ -182,8 +187,9 @@ def load_model_file(path: str | os.PathLike) -> tuple[MultiTaskNetwork, Scaler, 
     if missing:
         raise ModelFileError(f"{path}: the model file has no scaler ({', '.join(missing)} missing).")
     try:
-        scaler = Scaler(tensors.pop("scaler.mean"), tensors.pop("scaler.std"))
-        network = build_network(config["architecture"], config["sources"], config.get("head_sizes"))
+        scaler = Scaler(tensors.pop("scaler.mean"), tensors.pop("scaler.std"), config.get("pad_db"))
+        network = build_network(config["architecture"], config["sources"], config.get("head_sizes"),
+                                config.get("representation_blocks"))
         network.load_state_dict(tensors, strict=True)
     except (ConfigError, KeyError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{path}: the weights do not fit the declared model "

@@ -169,11 +169,11 @@ def engine_setup(workers: int | None = None, files: int | None = None, cores: in
 _worker_scaler: Scaler | None = None
 
 
-def _init_worker(mean: np.ndarray, std: np.ndarray) -> None:
+def _init_worker(mean: np.ndarray, std: np.ndarray, pad_db: float | None = None) -> None:
     global _worker_scaler
     torch.set_num_threads(1)
     keep_freed_memory()
-    _worker_scaler = Scaler(torch.from_numpy(mean), torch.from_numpy(std))
+    _worker_scaler = Scaler(torch.from_numpy(mean), torch.from_numpy(std), pad_db)
 
 
 def _prepare(path: Path, scaler: Scaler | None = None) -> tuple[str, object, float, list[str]]:
@@ -297,7 +297,7 @@ def _extract(model: Model, paths: list[Path], workers: int, keep_slices: bool) -
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(scaler.mean.numpy(), scaler.std.numpy())) as pool:
+                             initargs=(scaler.mean.numpy(), scaler.std.numpy(), scaler.pad_db)) as pool:
         yield from _ordered(model, paths, keep_slices, _shared_work(pool, paths, scaler, window=2 * workers + 2))
 
 

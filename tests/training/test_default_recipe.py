@@ -22,7 +22,7 @@ from mtlmusic_training.cli import app
 from mtlmusic_training.corpus import DEFAULT_SOUNDFONT
 from mtlmusic_training.datasets import Manifest
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600),
               pytest.mark.skipif(shutil.which("fluidsynth") is None or not DEFAULT_SOUNDFONT.exists(),
                                  reason="fluidsynth or the FluidR3 soundfont is not installed")]
 

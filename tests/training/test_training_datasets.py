@@ -134,11 +134,13 @@ def msd(tmp_path):
 
 
 def test_find_msd_audio_reads_nested_and_flat_folders(msd):
-    files, duplicates = find_msd_audio(msd / "previews")
+    files, counts = find_msd_audio(msd / "previews")
     assert sorted(files) == [tid(i) for i in range(1, 7)]
     assert files[tid(1)] == msd / "previews" / "A" / "B" / "0" / f"{tid(1)}.mp3"
     assert files[tid(5)] == msd / "previews" / f"{tid(5)}.mp3"
-    assert files[tid(2)].suffix == ".mp3" and duplicates == 1
+    assert files[tid(2)].suffix == ".mp3"
+    assert counts == {"audio_by_track_id": 6, "audio_by_7digital_id": 0, "audio_duplicates": 1,
+                      "audio_unmatched_7digital_id": 0, "audio_other_names": 1, "not_audio": 1}
 
 
 def test_lastfm_tags_follow_the_rowid_references(msd):
@@ -174,7 +176,11 @@ def test_load_msd_aligns_every_source_to_the_manifest(msd):
     assert data.manifest.track_ids == tuple(ids)
     assert data.manifest.paths[4] == msd / "previews" / f"{tid(5)}.mp3"
     assert data.manifest.splits == tuple(assign_splits(ids, 0.4, 0.0, seed=1))
-    assert data.report == {"audio_files": 6, "duplicate_audio": 1, "without_sources": 1}
+    assert data.report == {"audio_by_track_id": 6, "audio_by_7digital_id": 0, "audio_duplicates": 1,
+                           "audio_unmatched_7digital_id": 0, "audio_other_names": 1, "not_audio": 1,
+                           "tracks_with_audio": 6, "with_artist": 3, "with_bpm": 3, "with_cdr_tag": 2,
+                           "with_lyrics": 3, "with_tag": 3, "with_taste": 3, "with_year": 3, "with_every_source": 1,
+                           "tracks": 5, "tracks_left_out": 1}
     assert sorted(data.sources) == ["artist", "bpm", "cdr_tag", "lyrics", "tag", "taste", "year"]
 
     assert data.vocabularies["tag"].tolist() == ["rock", "jazz", "sad"]
@@ -187,9 +193,11 @@ def test_load_msd_aligns_every_source_to_the_manifest(msd):
     assert dense(data.sources["cdr_tag"]) == [[0, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]]
     np.testing.assert_array_equal(data.sources["year"], [1999, np.nan, 2005, 1987, np.nan])
     np.testing.assert_array_equal(data.sources["bpm"], [120.5, np.nan, np.nan, 98, 140])
+    # Each artist's tags, pooled over its Last.fm tracks, on its first track; the vocabulary is every tag.
     labels, artist_tags = data.sources["artist"]
     assert labels.tolist() == ["ARX", "ARX", "ARY", "", "ARZ"]
-    assert dense(artist_tags) == [[100, 0, 0], [0, 0, 0], [0, 40, 5], [0, 0, 0], [0, 0, 0]]
+    assert data.vocabularies["artist"].tolist() == ["rock", "jazz", "unused", "sad"]
+    assert dense(artist_tags) == [[100, 0, 0, 0], [0, 0, 0, 0], [0, 40, 0, 5], [0, 0, 0, 0], [0, 0, 0, 0]]
     assert data.has_data("artist").tolist() == [True, True, True, False, False]
     assert data.has_data("self").all()
 
@@ -209,7 +217,7 @@ def test_load_msd_keeps_the_tracks_with_every_required_source(msd):
     data = load_msd(msd / "previews", lastfm_tags=msd / "lastfm_tags.db", metadata=msd / "metadata.csv",
                     require=["tag", "year", "self"])
     assert data.manifest.track_ids == (tid(1), tid(3), tid(4))
-    assert data.report["without_sources"] == 3
+    assert data.report["tracks_left_out"] == 3 and data.report["tracks"] == 3
     assert dense(data.sources["tag"]) == [[100, 0, 0], [0, 40, 5], [60, 20, 0]]
     only_audio = load_msd(msd / "previews")
     assert len(only_audio.manifest) == 6 and only_audio.sources == {}
@@ -241,13 +249,14 @@ def fma(tmp_path):
                ("set", "split"), ("set", "subset"), ("track", "genre_top"), ("track", "genres_all"),
                ("track", "information"), ("track", "tags"), ("track", "title")]
     rows = [
-        [2, "2009-01-05 00:00:00", "AWOL", 1, "AWOL", "training", "small", "Hip-Hop", "[21]",
+        [2, "2009-01-05 00:00:00", "AWOL", 1, "AWOL", "training", "small", "Hip-Hop", "[21, 539]",
          "<p>A multi-line\ndescription, with commas</p>", "['Hip Hop', 'rap']", "Food"],
         [3, "", "AWOL", 1, "AWOL", "validation", "medium", "Hip-Hop", "[21, 1]", "", "[]", "Electric Ave"],
         [5, "2008-02-06 00:00:00", "Other", 7, "Nicky", "test", "medium", "", "[]", "", "['rap', ' Lo-Fi ']",
          "This World"],
         [10, "2010-03-01 00:00:00", "Big", 9, "Kurt", "training", "large", "Pop", "[10]", "", "['pop']", "Freeway"],
-        [20, "2011-05-05 00:00:00", "Gone", 9, "Kurt", "training", "medium", "Pop", "[10]", "", "['pop']", "Lost"],
+        [20, "2011-05-05 00:00:00", "Gone", 9, "Kurt", "training", "medium", "Pop", "[10, 76]", "", "['pop']",
+         "Lost"],
     ]
     write_multiheader_csv(meta / "tracks.csv", columns, rows)
     write_multiheader_csv(meta / "echonest.csv",
@@ -255,7 +264,8 @@ def fma(tmp_path):
                            ("echonest", "metadata", "artist_name")],
                           [[2, 0.41, 165.9, "AWOL"], [10, 0.1, 99.0, "Kurt"], [3, 0.2, "", "AWOL"]])
     (meta / "genres.csv").write_text("genre_id,#tracks,parent,title,top_level\n1,8693,38,Avant-Garde,38\n"
-                                     "10,13845,0,Pop,10\n21,8389,0,Hip-Hop,21\n")
+                                     "10,13845,0,Pop,10\n21,8389,0,Hip-Hop,21\n38,38154,0,Experimental,38\n"
+                                     "76,1014,10,Experimental Pop,10\n539,1021,21,Rap,21\n")
     for track in (2, 3, 5, 10):
         folder = tmp_path / "fma_medium" / f"{track:06d}"[:3]
         folder.mkdir(parents=True, exist_ok=True)
@@ -278,28 +288,60 @@ def test_load_fma_maps_fields_to_sources(fma):
     assert manifest.track_ids == ("2", "3", "5")
     assert manifest.splits == ("train", "valid", "test")
     assert manifest.paths[0] == fma / "fma_medium" / "000" / "000002.mp3"
-    assert data.report == {"tracks_in_subset": 4, "missing_audio": 1, "without_sources": 0}
+    assert data.report == {"tracks_in_subset": 4, "missing_audio": 1, "cdr_tag_top_genres_dropped": 1,
+                           "with_artist": 3, "with_bpm": 1, "with_cdr_tag": 2, "with_tag": 2, "with_year": 2,
+                           "with_every_source": 1, "tracks": 3, "tracks_left_out": 0}
     assert sorted(data.sources) == ["artist", "bpm", "cdr_tag", "tag", "year"]
     assert data.vocabularies["tag"].tolist() == ["hip hop", "lo-fi", "rap"]
     assert dense(data.sources["tag"]) == [[1, 0, 1], [0, 0, 0], [0, 1, 1]]
-    assert data.vocabularies["cdr_tag"].tolist() == ["Avant-Garde", "Hip-Hop"]
-    assert dense(data.sources["cdr_tag"]) == [[0, 1], [1, 1], [0, 0]]
+    # The top-level genres (Hip-Hop) are the FMA evaluation's labels: cdr_tag keeps the others.
+    assert data.vocabularies["cdr_tag"].tolist() == ["Avant-Garde", "Rap"]
+    assert dense(data.sources["cdr_tag"]) == [[0, 1], [1, 0], [0, 0]]
     np.testing.assert_array_equal(data.sources["year"], [2009, np.nan, 2008])
     np.testing.assert_array_equal(data.sources["bpm"], [165.9, np.nan, np.nan])
     labels, counts = data.sources["artist"]
-    assert labels.tolist() == ["1", "1", "7"] and dense(counts) == dense(data.sources["tag"])
+    # Artist 1's tracks 2 and 3 pool their tags on track 2.
+    assert labels.tolist() == ["1", "1", "7"] and dense(counts) == [[1, 0, 1], [0, 0, 0], [0, 1, 1]]
     artist = compute_targets(SourceSpec("artist", "artist_plsa", dim=2, n_iter=5), data.sources["artist"])
     assert artist.mask.all() and np.array_equal(artist.z[0], artist.z[1])
     assert data.has_data("cdr_tag").tolist() == [True, True, False]
 
 
+def test_fma_cdr_tag_holds_no_evaluation_label(fma):
+    from mtlmusic_training.evaluation import load_fma_medium
+
+    data = load_fma(fma, size="medium", check_files=False)
+    evaluation_labels = set(load_fma_medium(fma, check_files=False).classes.tolist())
+    genres = pd.read_csv(fma / "fma_metadata" / "genres.csv")
+    top_level = set(genres.loc[genres["parent"] == 0, "title"])
+    vocabulary = set(data.vocabularies["cdr_tag"].tolist())
+    assert evaluation_labels == {"Hip-Hop", "Pop"}
+    assert not vocabulary & (evaluation_labels | top_level)
+    assert vocabulary == {"Avant-Garde", "Rap", "Experimental Pop"}
+    assert data.report["cdr_tag_top_genres_dropped"] == 2
+    # Tracks whose only genre is a top-level one get no cdr_tag target.
+    tracks_csv = fma / "fma_metadata" / "tracks.csv"
+    tracks_csv.write_text(tracks_csv.read_text().replace('"[21, 539]"', '"[21]"'))
+    only_top = load_fma(fma, size="medium")
+    assert only_top.has_data("cdr_tag").tolist() == [False, True, False]
+    assert load_fma(fma, size="medium", require="all").manifest.track_ids == ()
+
+
 def test_load_fma_sizes_requirements_and_errors(fma):
     large = load_fma(fma, size="medium", check_files=False, require=["cdr_tag"])
     assert large.manifest.track_ids == ("2", "3", "20")
-    assert large.report["without_sources"] == 1
+    assert large.report["tracks_left_out"] == 1
+    every = load_fma(fma, size="medium", require="all")
+    assert every.manifest.track_ids == ("2",) and every.report["with_every_source"] == 1
+    assert all(every.has_data(source).all() for source in every.sources)
+    assert load_fma(fma, size="medium", require="tag, year").manifest.track_ids == ("2", "5")
     assert load_fma(fma, size="medium", require=["bpm"]).manifest.track_ids == ("2",)
     (fma / "fma_metadata" / "echonest.csv").unlink()
     assert "bpm" not in load_fma(fma).sources
+    (fma / "fma_metadata" / "genres.csv").rename(fma / "genres.csv")
+    with pytest.raises(ConfigError, match="No FMA genre list"):
+        load_fma(fma)
+    (fma / "genres.csv").rename(fma / "fma_metadata" / "genres.csv")
     with pytest.raises(ConfigError, match="Unknown FMA size"):
         load_fma(fma, size="huge")
     with pytest.raises(ConfigError, match="no data given"):

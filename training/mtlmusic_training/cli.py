@@ -32,7 +32,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines,
 
 
 def _write_prepared(prepared, data: Path, seed: int) -> None:
-    """Save a PreparedDataset's manifest and every source's targets into ``data``."""
+    """Save a PreparedDataset's manifest and every source's targets into ``data``; print what was kept."""
     from .targets import compute_targets, save_targets, targets_path
 
     data.mkdir(parents=True, exist_ok=True)
@@ -41,35 +41,58 @@ def _write_prepared(prepared, data: Path, seed: int) -> None:
         targets = compute_targets(source, raw, seed=seed, track_ids=prepared.manifest.track_ids)
         save_targets(targets, targets_path(data / "targets", source))
         typer.echo(f"{source}: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
-    typer.echo(json.dumps(prepared.report))
+    report = prepared.report
+    typer.echo(f"{len(prepared.manifest)} tracks in the manifest; {report['with_every_source']} tracks have data for "
+               f"every source ({', '.join(sorted(prepared.sources)) or 'none'})")
+    typer.echo(json.dumps(report, indent=2))
+
+
+REQUIRE_HELP = "Sources every track must have data for, comma-separated, or 'all'."
+REQUIRE_ALL_HELP = ("Keep only the tracks with data for every source given (the paper's selection): every task then "
+                    "trains on the same tracks, and l of the epoch length L = l x m is the same in every run.")
 
 
 @app.command("prepare-fma")
 def prepare_fma(root: Path = typer.Argument(..., help="Folder with fma_metadata/ and fma_<size>/."),
                 data: Path = typer.Argument(..., help="Data folder to write."),
                 size: str = typer.Option("medium", help="small, medium, large or full."),
+                require: str = typer.Option("", help=REQUIRE_HELP),
+                require_all: bool = typer.Option(False, "--require-all", help=REQUIRE_ALL_HELP),
                 seed: int = typer.Option(0)) -> None:
-    """Manifest and learning targets (tag, cdr_tag, year, bpm, artist) from the Free Music Archive."""
+    """Manifest and learning targets (tag, cdr_tag, year, bpm, artist) from the Free Music Archive.
+
+    cdr_tag leaves out the top-level genres, the labels of the FMA genre evaluation.
+    """
     from .datasets import load_fma
 
-    _write_prepared(load_fma(root, size=size), data, seed)
+    _write_prepared(load_fma(root, size=size, require="all" if require_all else require), data, seed)
 
 
 @app.command("prepare-msd")
-def prepare_msd(audio: Path = typer.Argument(..., help="Folder of MSD preview audio named by track id."),
+def prepare_msd(audio: Path = typer.Argument(..., help="Folder of MSD previews named by track id or 7digital id."),
                 data: Path = typer.Argument(..., help="Data folder to write."),
-                lastfm_tags: Optional[Path] = typer.Option(None, help="lastfm_tags.db"),
+                lastfm_tags: Optional[Path] = typer.Option(None, help="lastfm_tags.db (tag; artist with "
+                                                                       "--metadata)"),
                 taste_triplets: Optional[Path] = typer.Option(None, help="train_triplets.txt"),
                 unique_tracks: Optional[Path] = typer.Option(None, help="unique_tracks.txt (song -> track)"),
-                musixmatch: Optional[Path] = typer.Option(None, help="mxm_dataset_train.txt"),
-                metadata: Optional[Path] = typer.Option(None, help="CSV: track_id, year, tempo, artist_id"),
-                genres: Optional[Path] = typer.Option(None, help="CSV: track_id, genre"),
+                taste_mismatches: Optional[Path] = typer.Option(None, help="sid_mismatches.txt (pairs left out)"),
+                musixmatch: list[Path] = typer.Option([], help="mxm_dataset_train.txt and, repeated, "
+                                                              "mxm_dataset_test.txt"),
+                metadata: list[Path] = typer.Option([], help="track_metadata.db, msd_summary_file.h5 (needs h5py) or "
+                                                            "a CSV (track_id, year, tempo, artist_id, "
+                                                            "track_7digitalid); repeatable"),
+                genres: Optional[Path] = typer.Option(None, help="msd_tagtraum_cd2.cls, or a CSV track_id,genre "
+                                                                 "(cdr_tag)"),
+                require: str = typer.Option("", help=REQUIRE_HELP),
+                require_all: bool = typer.Option(False, "--require-all", help=REQUIRE_ALL_HELP),
                 seed: int = typer.Option(0)) -> None:
     """Manifest and learning targets for the study's eight sources from the Million Song Dataset files."""
     from .datasets import load_msd
 
     prepared = load_msd(audio, lastfm_tags=lastfm_tags, taste_triplets=taste_triplets, unique_tracks=unique_tracks,
-                        musixmatch=musixmatch, metadata=metadata, genres=genres, seed=seed)
+                        taste_mismatches=taste_mismatches, musixmatch=musixmatch or None,
+                        metadata=metadata or None, genres=genres, require="all" if require_all else require,
+                        seed=seed)
     _write_prepared(prepared, data, seed)
 
 
@@ -305,6 +328,33 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
 
         with atomic_path(card) as tmp:
             tmp.write_text(model_card(load_model(models[0]).config, rows, corpus))
+    typer.echo(score_table(rows))
+
+
+@app.command("open-corpus-ablation")
+def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open corpus with its mel cache."),
+                         runs: Path = typer.Argument(..., help="Folder of the runs and models (resumed)."),
+                         sources: str = typer.Option(..., help="Comma-separated learning sources of the full model."),
+                         arch: str = typer.Option("MS-SR@FC", "--arch"),
+                         minutes: float = typer.Option(20.0, help="Training time of every variant."),
+                         lr: float = typer.Option(3e-4, help="Adam learning rate."),
+                         split: str = typer.Option("valid", help="Tracks that score the variants: valid (to choose) "
+                                                                 "or test (to report)."),
+                         repeats: int = typer.Option(5), seed: int = typer.Option(0),
+                         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON.")
+                         ) -> None:
+    """Train the full model, the model without each source and each teacher alone; score them (Markdown table)."""
+    from mtlmusic.files import atomic_path
+
+    from .corpus.ablation import run_ablation
+    from .corpus.heldout import score_table
+
+    source_list = [s.strip() for s in sources.split(",") if s.strip()]
+    rows = run_ablation(corpus, runs, source_list, architecture=arch, minutes=minutes, lr=lr, seed=seed, split=split,
+                        n_repeats=repeats, log=typer.echo)
+    if output:
+        with atomic_path(output) as tmp:
+            tmp.write_text(json.dumps(rows, indent=2))
     typer.echo(score_table(rows))
 
 

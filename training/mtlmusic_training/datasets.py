@@ -15,18 +15,35 @@ taste      ``csr_matrix`` track x user play counts
 cdr_tag    ``csr_matrix`` binary track x genre
 lyrics     ``csr_matrix`` track x word counts (TF-IDF is applied by the targets)
 bpm, year  float64 array, NaN where unknown
-artist     ``(labels, track_tag_counts)``: artist label per track (``""`` when
-           unknown; such tracks' tag rows are zero, so they get no target) and
-           the ``tag`` matrix
+artist     ``(labels, counts)``: the artist label of each track (``""`` when
+           unknown: no target) and a track x tag matrix whose rows sum, artist by
+           artist, to the artist's profile: its tags pooled over all its tracks
+           (MSD: in ``lastfm_tags.db``; FMA: of the size read), not only over the
+           manifest's. The profile sits on the artist's first manifest track; the
+           artist's other rows are empty. ``artist_plsa`` sums an artist's rows,
+           so it sees the profile.
 =========  ==========================================================================
 
 ``self`` needs nothing but the audio, so it is never among the sources. The
-column names of each matrix are in :attr:`PreparedDataset.vocabularies`.
+column names of each matrix are in :attr:`PreparedDataset.vocabularies`: the
+terms the manifest's tracks use for ``tag``, ``taste`` and ``cdr_tag``, the
+whole word list for ``lyrics`` and the whole tag vocabulary for ``artist``.
+
+Both adapters keep the tracks with audio that have data for every source in
+``require`` and for at least one source. ``require="all"`` (every source
+given) is the paper's selection: every task then trains on the same tracks,
+and ``l`` of the epoch length ``L = l x m`` is the same for every run. The
+report counts the tracks with audio that have each source (``with_<source>``)
+and all of them (``with_every_source``: the intersection), the tracks kept
+(``tracks``) and those left out (``tracks_left_out``).
 
 Million Song Dataset (:func:`load_msd`)
-    * audio: the 30 s previews, one file per track named ``<TRACK_ID>.<ext>``
-      anywhere under a folder: nested like the MSD itself
-      (``<root>/A/B/C/TRABC....mp3``, letters 3 to 5 of the id) or flat.
+    * audio: the 30 s previews anywhere under a folder, nested like the MSD
+      itself (``<root>/A/B/C/TRABC....mp3``, letters 3 to 5 of the id) or flat,
+      named ``<TRACK_ID>.<ext>`` or by 7digital track id (``<id>.clip.mp3`` or
+      ``<id>.mp3``; matched through the ``track_7digitalid`` of the metadata).
+      :func:`find_msd_audio` counts every file it matches, leaves out or cannot
+      match, with the reason.
     * ``tag``: Last.fm ``lastfm_tags.db`` (SQLite). Its published schema is
       ``tids(tid TEXT)``, ``tags(tag TEXT)``, ``tid_tag(tid INT, tag INT, val FLOAT)``,
       where ``tid_tag.tid`` and ``tid_tag.tag`` are the ``ROWID`` of a row of
@@ -37,16 +54,29 @@ Million Song Dataset (:func:`load_msd`)
       <SEP>title``) mapping songs to tracks; a song maps to every track of it.
       Pairs listed in the published ``sid_mismatches.txt`` (``ERROR: <SONG TRACK>
       ...``), songs matched to the wrong track, can be excluded.
-    * ``lyrics``: musiXmatch ``mxm_dataset_train.txt`` (and ``_test``): ``#``
-      comment lines, one ``%word,word,...`` line listing the 5,000 words, then
+    * ``lyrics``: musiXmatch ``mxm_dataset_train.txt`` and ``mxm_dataset_test.txt``
+      (both: they hold different tracks): ``#`` comment lines, one
+      ``%word,word,...`` line listing the 5,000 words, then
       ``track_id,mxm_track_id,word_index:count,...`` with 1-based word indices.
-    * ``year``, ``bpm``, ``artist`` labels: a CSV exported from the MSD summary
-      file (``msd_summary_file.h5``) with a header and the columns ``track_id``,
-      ``year``, ``tempo``, ``artist_id`` (any may be empty; 0 means unknown, as in the MSD).
-    * ``cdr_tag``: the professional genre annotations are not public; supply a
-      CSV ``track_id,genre``, one row per track and genre.
-    * ``artist``: the Last.fm tags of each artist's tracks pooled per artist
-      (needs the tags and the artist ids).
+    * ``year``, ``bpm``, artists and 7digital ids (:func:`read_msd_metadata`),
+      from any of
+
+      - ``track_metadata.db`` (SQLite, table ``songs``): ``year``, ``artist_id``
+        (and ``track_7digitalid`` where the file has it);
+      - ``msd_summary_file.h5`` (HDF5, needs ``h5py``): ``tempo`` and ``track_id``
+        of ``/analysis/songs``, ``year`` of ``/musicbrainz/songs``, ``artist_id``
+        and ``track_7digitalid`` of ``/metadata/songs``, row by row;
+      - a CSV with a header, ``track_id`` and any of ``year``, ``tempo``,
+        ``artist_id`` and ``track_7digitalid`` (or ``7digital_id``).
+
+      A year, tempo or 7digital id of 0 is unknown, as in the MSD.
+    * ``cdr_tag``: the paper's professional genre annotations are not public;
+      tagtraum's ``msd_tagtraum_cd2.cls`` (``track_id \\t majority genre [\\t
+      minority genre]``, ``#`` comment lines; both genres are labels) stands in,
+      or a CSV ``track_id,genre`` with one row per track and genre.
+    * ``artist``: the Last.fm tags of all the tracks of ``lastfm_tags.db`` by
+      the artist, pooled (needs the tags and the metadata's ``artist_id``);
+      its vocabulary is every tag of the database (522,366, as in the paper).
     * splits: the MSD has none; :func:`assign_splits` draws them from a hash of
       each track id (the paper: 90 % train, 10 % validation).
 
@@ -59,8 +89,8 @@ source     FMA field                                                       notes
 self       audio ``fma_<size>/<id[:3]>/<id>.mp3`` (6-digit zero-padded)    every track
 tag        ``tracks.csv`` ``(track, tags)``                                user tags; binary,
                                                                            lower-cased
-cdr_tag    ``tracks.csv`` ``(track, genres_all)``                          binary; genre
-                                                                           titles from
+cdr_tag    ``tracks.csv`` ``(track, genres_all)`` less the top-level       binary; genre
+           genres (see below)                                              titles from
                                                                            ``genres.csv``
 year       ``tracks.csv`` ``(album, date_released)``                       the year
 bpm        ``echonest.csv`` ``(echonest, audio_features, tempo)``          about 13k tracks
@@ -69,6 +99,13 @@ artist     ``tracks.csv`` ``(artist, id)`` x the ``tag`` matrix            tags 
 taste      unavailable: FMA has no listening data                          --
 lyrics     unavailable: FMA has no lyrics                                  --
 =========  ==============================================================  ===================
+
+FMA's top genre (``(track, genre_top)``) is what the FMA genre evaluation
+predicts, on these same tracks, and ``genres_all`` lists it too. So that
+``cdr_tag`` does not teach the evaluation's labels, it leaves out every
+top-level genre: those whose ``parent`` is 0 in ``genres.csv`` and every title
+used as a ``genre_top`` (the report counts them as ``cdr_tag_top_genres_dropped``).
+Sub-genres stay: none is an evaluation label, though each belongs to one top-level genre.
 
 ``tracks.csv`` has a two-level column header followed by a ``track_id`` row
 (``pandas.read_csv(index_col=0, header=[0, 1])``), ``echonest.csv`` a three-level
@@ -97,7 +134,8 @@ import hashlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +154,15 @@ FMA_SIZES = {"small": ("small",), "medium": ("small", "medium"), "large": ("smal
 #: Label of tracks without a known artist in the ``artist`` source's input.
 UNKNOWN_ARTIST = ""
 
+#: Columns :func:`read_msd_metadata` reads.
+MSD_METADATA_COLUMNS = ("year", "tempo", "artist_id", "track_7digitalid")
+
 _MSD_TRACK_ID = re.compile(r"TR[A-Z0-9]{16}")
+_SEVEN_DIGITAL_ID = re.compile(r"([0-9]+)(?:\.clip)?")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Sources whose columns are the terms the manifest's tracks use; the others keep a fixed vocabulary.
+_USED_TERMS = ("tag", "taste", "cdr_tag")
 _MISMATCH = re.compile(r"<(SO[A-Z0-9]{16}) (TR[A-Z0-9]{16})>")
 _FMA_SPLITS = {"training": "train", "validation": "valid", "test": "test"}
 _FETCH_ROWS = 1 << 16
@@ -325,8 +371,11 @@ class PreparedDataset:
     vocabularies : dict of str to ndarray of str
         Source name -> the names of its matrix's columns (tags, users, words, genres).
     report : dict of str to int
-        What was found and left out, e.g. ``audio_files``, ``missing_audio``,
-        ``without_sources`` (tracks with audio but none of the required data).
+        What was found and left out: the tracks with each source
+        (``with_<source>``) and with all of them (``with_every_source``), the
+        tracks kept (``tracks``) and left out (``tracks_left_out``), and what the
+        adapter counts while reading (audio files matched and ignored, see
+        :func:`find_msd_audio`; ``missing_audio`` of FMA).
 
     Examples
     --------
@@ -393,35 +442,88 @@ def assign_splits(track_ids: Sequence[str], valid_fraction: float = 0.1, test_fr
     return splits
 
 
-def find_msd_audio(audio_root: str | os.PathLike) -> tuple[dict[str, Path], int]:
-    """Audio files named by MSD track id under ``audio_root``, nested (``A/B/C/TR....mp3``) or flat.
+def find_msd_audio(audio_root: str | os.PathLike, seven_digital: Mapping[str, str] | None = None
+                   ) -> tuple[dict[str, Path], dict[str, int]]:
+    """Audio files of MSD tracks under ``audio_root``, nested or flat, named by track id or by 7digital id.
+
+    Every file is counted: matched, or left out with the reason.
+
+    Parameters
+    ----------
+    audio_root : path-like
+    seven_digital : mapping of str to str, optional
+        7digital track id -> MSD track id (:func:`seven_digital_tracks`), for
+        files named ``<7digital id>.clip.<ext>`` or ``<7digital id>.<ext>``.
 
     Returns
     -------
     dict of str to Path
-        Track id -> file; of several files of one track, the first in sorted path order.
-    int
-        Number of files left out as duplicates.
+        Track id -> file; of several files of one track, the first found (a folder's files, sorted,
+        before its subfolders).
+    dict of str to int
+        ``audio_by_track_id``, ``audio_by_7digital_id``: files matched;
+        ``audio_duplicates``: further files of a track already matched;
+        ``audio_unmatched_7digital_id``: files named by a number that is the
+        7digital id of no single track of ``seven_digital``;
+        ``audio_other_names``: audio files named neither way;
+        ``not_audio``: files without an audio extension.
 
     Examples
     --------
-    >>> files, duplicates = find_msd_audio("/data/msd/previews")  # doctest: +SKIP
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("TRAAAAW128F429D538.mp3", "3945112.clip.mp3", "77.clip.mp3", "cover.jpg"):
+    ...     _ = (root / name).write_bytes(b"")
+    >>> files, counts = find_msd_audio(root, {"3945112": "TRAAABD128F429CF47"})
+    >>> sorted(files)
+    ['TRAAAAW128F429D538', 'TRAAABD128F429CF47']
+    >>> {reason: n for reason, n in counts.items() if n}
+    {'audio_by_track_id': 1, 'audio_by_7digital_id': 1, 'audio_unmatched_7digital_id': 1, 'not_audio': 1}
     """
     audio_root = Path(audio_root)
     if not audio_root.is_dir():
         raise ConfigError(f"No audio folder at {audio_root}.")
+    seven_digital = seven_digital or {}
+    counts = dict.fromkeys(("audio_by_track_id", "audio_by_7digital_id", "audio_duplicates",
+                            "audio_unmatched_7digital_id", "audio_other_names", "not_audio"), 0)
     found: dict[str, Path] = {}
-    duplicates = 0
     for folder, subfolders, names in os.walk(audio_root):
         subfolders.sort()
         for name in sorted(names):
             stem, ext = os.path.splitext(name)
-            if ext.lower() in AUDIO_EXTENSIONS and _MSD_TRACK_ID.fullmatch(stem):
-                if stem in found:
-                    duplicates += 1
-                else:
-                    found[stem] = Path(folder) / name
-    return found, duplicates
+            number = _SEVEN_DIGITAL_ID.fullmatch(stem)
+            track_id = None
+            if ext.lower() not in AUDIO_EXTENSIONS:
+                reason = "not_audio"
+            elif _MSD_TRACK_ID.fullmatch(stem):
+                track_id, reason = stem, "audio_by_track_id"
+            elif number and number.group(1) in seven_digital:
+                track_id, reason = seven_digital[number.group(1)], "audio_by_7digital_id"
+            else:
+                reason = "audio_unmatched_7digital_id" if number else "audio_other_names"
+            if track_id in found:
+                reason = "audio_duplicates"
+            elif track_id is not None:
+                found[track_id] = Path(folder) / name
+            counts[reason] += 1
+    return found, counts
+
+
+def seven_digital_tracks(metadata) -> dict[str, str]:
+    """7digital track id -> MSD track id, from the ``track_7digitalid`` column of :func:`read_msd_metadata`.
+
+    An id shared by several tracks names no single track: it is left out.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"track_7digitalid": ["12", "34", "34", None]}, index=["TRA", "TRB", "TRC", "TRD"])
+    >>> seven_digital_tracks(table)
+    {'12': 'TRA'}
+    """
+    ids = metadata["track_7digitalid"].dropna()
+    single = ids[~ids.duplicated(keep=False)]
+    return dict(zip(single.tolist(), single.index.tolist()))
 
 
 def read_lastfm_tags(db_path: str | os.PathLike, track_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -432,45 +534,85 @@ def read_lastfm_tags(db_path: str | os.PathLike, track_ids: Sequence[str]) -> tu
     scipy.sparse.csr_matrix, shape (len(track_ids), n_tags)
         Tag weights (0-100); columns are the tags used by these tracks, in the
         database's tag order.
-    ndarray of str
+    ndarray of str (object)
         The tag of each column.
 
     Examples
     --------
     >>> counts, tags = read_lastfm_tags("lastfm_tags.db", ["TRAAAAW128F429D538"])  # doctest: +SKIP
     """
-    db_path = Path(db_path)
-    if not db_path.is_file():
-        raise ConfigError(f"No Last.fm tag database at {db_path}.")
-    row_of = _row_index(track_ids)
-    rows, cols, vals = [], [], []
-    db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
+    matrix, names = _lastfm_tag_weights(db_path, _row_index(track_ids), len(track_ids))
+    used = np.diff(matrix.tocsc().indptr) > 0
+    return matrix[:, used], names[used]
+
+
+def read_lastfm_artist_tags(db_path: str | os.PathLike, artist_of: Mapping[str, str]
+                            ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Last.fm tag weights pooled per artist over every track of ``lastfm_tags.db`` by that artist.
+
+    Parameters
+    ----------
+    db_path : path-like
+        ``lastfm_tags.db``.
+    artist_of : mapping of str to str
+        Track id -> artist id, for as many tracks as known (e.g. every track of
+        ``track_metadata.db``); the database's tracks missing here are not pooled.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (n_artists, n_tags)
+        Summed tag weights; columns are every tag of the database, in its order.
+    ndarray of str
+        The artists (the values of ``artist_of``), sorted.
+    ndarray of str (object)
+        The tag of each column.
+
+    Examples
+    --------
+    >>> profiles, artists, tags = read_lastfm_artist_tags("lastfm_tags.db", {"TRAAAAW128F429D538": "ARD7TVE"}
+    ...                                                   )  # doctest: +SKIP
+    """
+    artists = np.asarray(sorted(set(artist_of.values()) - {UNKNOWN_ARTIST}), dtype=str)
+    position = {artist: row for row, artist in enumerate(artists.tolist())}
+    row_of = {track_id: position[artist] for track_id, artist in artist_of.items() if artist in position}
+    matrix, names = _lastfm_tag_weights(db_path, row_of, len(artists))
+    return matrix, artists, names
+
+
+def _lastfm_tag_weights(db_path: str | os.PathLike, row_of: Mapping[str, int],
+                        n_rows: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The tag weights of ``lastfm_tags.db``, those of track ``t`` added to row ``row_of[t]``; every tag a column."""
+    db_path = _require(db_path, "Last.fm tag database")
+    with _sqlite(db_path) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"tids", "tags", "tid_tag"} <= tables:
             raise ConfigError(f"{db_path} is not lastfm_tags.db: it lacks the tables tids, tags and tid_tag "
                               f"(it has {sorted(tables)}).")
-        cursor = db.execute("SELECT tids.tid, tid_tag.tag, tid_tag.val FROM tid_tag "
-                            "JOIN tids ON tids.ROWID = tid_tag.tid")
+        tids = db.execute("SELECT ROWID, tid FROM tids").fetchall()
+        # Row of each tids ROWID; the last entry (-1) also stands for ROWIDs that tids lacks.
+        row_at = np.full(max((rowid for rowid, _ in tids), default=0) + 2, -1, dtype=np.int64)
+        for rowid, tid in tids:
+            row_at[rowid] = row_of.get(tid, -1)
+        tags = db.execute("SELECT ROWID, tag FROM tags ORDER BY ROWID").fetchall()
+        rows, cols, vals = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+        cursor = db.execute("SELECT tid, tag, val FROM tid_tag")
         while batch := cursor.fetchmany(_FETCH_ROWS):
-            for tid, tag, val in batch:
-                row = row_of.get(tid)
-                if row is not None and val:
-                    rows.append(row)
-                    cols.append(tag)
-                    vals.append(val)
-        names = dict(db.execute("SELECT ROWID, tag FROM tags"))
-    except sqlite3.DatabaseError as err:
-        raise ConfigError(f"Cannot read {db_path}: {err}.") from err
-    finally:
-        db.close()
-    used = np.unique(np.asarray(cols, dtype=np.int64))
-    unnamed = [int(t) for t in used if int(t) not in names]
-    if unnamed:
-        raise ConfigError(f"{db_path}: tid_tag refers to tag rows {unnamed[:5]} that the tags table lacks.")
-    matrix = sp.csr_matrix((np.asarray(vals, dtype=np.float64), (rows, np.searchsorted(used, cols))),
-                           shape=(len(row_of), len(used)))
-    return matrix, np.asarray([names[int(t)] for t in used], dtype=str)
+            triples = np.asarray(batch, dtype=np.float64)
+            row = row_at[np.clip(triples[:, 0].astype(np.int64), -1, len(row_at) - 1)]
+            keep = (row >= 0) & (triples[:, 2] > 0)
+            rows.append(row[keep])
+            cols.append(triples[keep, 1].astype(np.int64))
+            vals.append(triples[keep, 2])
+    rows, cols, vals = (np.concatenate(parts) for parts in (rows, cols, vals))
+    tag_rowids = np.asarray([rowid for rowid, _ in tags], dtype=np.int64)
+    columns = np.searchsorted(tag_rowids, cols)
+    named = columns < len(tag_rowids)
+    named[named] = tag_rowids[columns[named]] == cols[named]
+    if not named.all():
+        raise ConfigError(f"{db_path}: tid_tag refers to tag rows {np.unique(cols[~named])[:5].tolist()} that the "
+                          "tags table lacks.")
+    matrix = sp.csr_matrix((vals, (rows, columns)), shape=(n_rows, len(tags)))
+    return matrix, np.asarray([tag for _, tag in tags], dtype=object)
 
 
 def read_taste_profile(triplets: str | os.PathLike, unique_tracks: str | os.PathLike, track_ids: Sequence[str],
@@ -532,7 +674,14 @@ def read_taste_profile(triplets: str | os.PathLike, unique_tracks: str | os.Path
 
 def read_musixmatch(paths: str | os.PathLike | Sequence[str | os.PathLike],
                     track_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-    """musiXmatch bag-of-words counts of the given tracks from ``mxm_dataset_train.txt`` (and ``_test``).
+    """musiXmatch bag-of-words counts of the given tracks from ``mxm_dataset_train.txt`` and ``_test``.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-like
+        The published train and test files: each holds its own tracks, so give
+        both (a track in two files, or files with different word lists, are refused).
+    track_ids : sequence of str
 
     Returns
     -------
@@ -589,55 +738,139 @@ def read_musixmatch(paths: str | os.PathLike | Sequence[str | os.PathLike],
     return matrix, np.asarray(words, dtype=str)
 
 
-def read_msd_metadata(path: str | os.PathLike, track_ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """Year, tempo and artist id of the given tracks from a CSV exported from the MSD summary file.
+def read_msd_metadata(paths: str | os.PathLike | Sequence[str | os.PathLike]):
+    """Year, tempo, artist id and 7digital id of MSD tracks: ``track_metadata.db``, ``msd_summary_file.h5``, CSV.
 
-    The CSV has a header with ``track_id`` and any of ``year``, ``tempo`` and
-    ``artist_id``; other columns are ignored. Empty values and 0 (the MSD's
-    "unknown") become NaN; unknown artists :data:`UNKNOWN_ARTIST`.
+    Each file's kind is told by its content (SQLite, HDF5, else CSV); the
+    module docs list what each gives. Reading HDF5 needs ``h5py``.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-like
+        Where several files give a track's value, the first file's known value wins.
 
     Returns
     -------
-    dict
-        ``year`` and ``tempo`` (float64 arrays) and ``artist_id`` (str array), each
-        for the columns the file has.
+    pandas.DataFrame
+        Indexed by track id, with the :data:`MSD_METADATA_COLUMNS` the files
+        give: ``year`` and ``tempo`` (float), ``artist_id`` and
+        ``track_7digitalid`` (str); NaN where unknown (empty, or a 0 year, tempo
+        or 7digital id).
+
+    Raises
+    ------
+    ConfigError
+        For a missing file, one without a track id and any of the columns, a
+        repeated track id, a value that is not a number, or an HDF5 file
+        without ``h5py``.
 
     Examples
     --------
-    >>> meta = read_msd_metadata("msd_metadata.csv", ["TRAAAAW128F429D538"])  # doctest: +SKIP
-    >>> meta["year"]  # doctest: +SKIP
-    array([1999.])
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "metadata.csv"
+    >>> _ = path.write_text("track_id,year,tempo,7digital_id\\nTRAAAAW128F429D538,1999,0,3945112\\n")
+    >>> read_msd_metadata(path).to_dict("index")
+    {'TRAAAAW128F429D538': {'year': 1999.0, 'tempo': nan, 'track_7digitalid': '3945112'}}
     """
-    path = _require(path, "MSD metadata CSV")
-    row_of = _row_index(track_ids)
-    with path.open(newline="", encoding="utf-8") as handle:
+    files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not files:
+        raise ConfigError("No MSD metadata file given.")
+    table = None
+    for path in files:
+        path = _require(path, "MSD metadata file")
+        with path.open("rb") as handle:
+            magic = handle.read(len(_SQLITE_MAGIC))
+        if magic.startswith(_SQLITE_MAGIC):
+            columns = _metadata_from_sqlite(path)
+        elif magic.startswith(_HDF5_MAGIC):
+            columns = _metadata_from_hdf5(path)
+        else:
+            columns = _metadata_from_csv(path)
+        part = _metadata_frame(columns, path)
+        table = part if table is None else table.combine_first(part)
+    return table[[column for column in MSD_METADATA_COLUMNS if column in table]]
+
+
+def _metadata_from_sqlite(path: Path) -> dict[str, list]:
+    """``track_metadata.db``: ``track_id``, ``year``, ``artist_id`` (and ``track_7digitalid``) of table ``songs``."""
+    with _sqlite(path) as db:
+        have = {row[1] for row in db.execute("PRAGMA table_info(songs)")}
+        columns = [name for name in ("track_id", *MSD_METADATA_COLUMNS) if name in have]
+        if "track_id" not in columns or len(columns) < 2:
+            raise ConfigError(f"{path} is not track_metadata.db: it needs a table songs with track_id and any of "
+                              f"{', '.join(MSD_METADATA_COLUMNS)}.")
+        rows = db.execute(f"SELECT {', '.join(columns)} FROM songs").fetchall()
+    return {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+
+
+def _metadata_from_hdf5(path: Path) -> dict[str, np.ndarray]:
+    """``msd_summary_file.h5``: its tables hold one row per track, in the same order."""
+    try:
+        import h5py
+    except ImportError:
+        raise ConfigError(f"Reading {path} (HDF5) needs h5py: pip install h5py, or pip install "
+                          "'mtlmusic[training]'.") from None
+    fields = {"track_id": "analysis/songs", "tempo": "analysis/songs", "year": "musicbrainz/songs",
+              "artist_id": "metadata/songs", "track_7digitalid": "metadata/songs"}
+    columns = {}
+    with h5py.File(path, "r") as handle:
+        for name, table in fields.items():
+            if table not in handle or name not in (handle[table].dtype.names or ()):
+                raise ConfigError(f"{path} is not the MSD summary file: /{table} lacks the field {name}.")
+            columns[name] = handle[table][name]
+    if len({len(values) for values in columns.values()}) > 1:
+        raise ConfigError(f"{path}: its tables /analysis/songs, /metadata/songs and /musicbrainz/songs differ in "
+                          "length.")
+    for name in ("track_id", "artist_id"):
+        columns[name] = np.char.decode(columns[name].astype(bytes), "utf-8")
+    return columns
+
+
+def _metadata_from_csv(path: Path) -> dict[str, list]:
+    """A CSV with a header: ``track_id`` and any of the metadata columns (``7digital_id`` = ``track_7digitalid``)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        header = set(reader.fieldnames or ())
-        columns = [name for name in ("year", "tempo", "artist_id") if name in header]
-        if "track_id" not in header or not columns:
-            raise ConfigError(f"{path}: the header needs track_id and at least one of year, tempo, artist_id; "
-                              f"it has {sorted(header)}.")
-        out: dict[str, np.ndarray] = {name: np.full(len(row_of), np.nan) for name in columns if name != "artist_id"}
-        if "artist_id" in columns:
-            out["artist_id"] = np.full(len(row_of), UNKNOWN_ARTIST, dtype=object)
-        for record in reader:
-            row = row_of.get(record["track_id"])
-            if row is None:
-                continue
-            for name in columns:
-                value = (record[name] or "").strip()
-                if name == "artist_id":
-                    out[name][row] = value
-                elif value:
-                    number = _float(value, path, reader.line_num)
-                    out[name][row] = number if number != 0 else np.nan
-    if "artist_id" in out:
-        out["artist_id"] = out["artist_id"].astype(str)
-    return out
+        aliases = {"7digital_id": "track_7digitalid"}
+        names = {aliases.get(name, name): name for name in reader.fieldnames or ()}
+        columns = [name for name in ("track_id", *MSD_METADATA_COLUMNS) if name in names]
+        if "track_id" not in columns or len(columns) < 2:
+            raise ConfigError(f"{path}: the header needs track_id and at least one of year, tempo, artist_id, "
+                              f"track_7digitalid (or 7digital_id); it has {sorted(names.values())}.")
+        records = list(reader)
+    if any(None in record.values() for record in records):
+        raise ConfigError(f"{path}: a row is truncated.")
+    return {name: [record[names[name]] for record in records] for name in columns}
 
 
-def read_genre_csv(path: str | os.PathLike, track_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Binary track x genre matrix from a CSV ``track_id,genre`` (one row per track and genre).
+def _metadata_frame(columns: dict[str, Sequence], path: Path):
+    """The metadata columns of one file as a table by track id, unknown values (empty, 0) as NaN."""
+    import pandas as pd
+
+    table = pd.DataFrame(columns).astype({"track_id": str}).set_index("track_id")
+    repeated = table.index[table.index.duplicated()].unique().tolist()
+    if repeated:
+        raise ConfigError(f"{path}: track(s) {repeated[:5]} appear more than once.")
+    for name in table.columns:
+        values = table[name]
+        if name == "artist_id":
+            text = values.fillna("").astype(str).str.strip()
+            table[name] = text.where(text != "")
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
+        if bad.any():
+            raise ConfigError(f"{path}: the {name} of track {bad.idxmax()} is {values[bad.idxmax()]!r}, not a number.")
+        numbers = numbers.astype(np.float64).where(numbers != 0)
+        table[name] = numbers.map(lambda v: str(int(v)), na_action="ignore") if name == "track_7digitalid" else numbers
+    return table
+
+
+def read_genres(path: str | os.PathLike, track_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Binary track x genre matrix from tagtraum's ``msd_tagtraum_cd2.cls`` or a CSV ``track_id,genre``.
+
+    A ``.cls`` file has ``track_id \\t majority genre [\\t minority genre]``
+    lines and ``#`` comments; both genres of a track are its labels. The CSV
+    has a header and one row per track and genre.
 
     Returns
     -------
@@ -647,19 +880,34 @@ def read_genre_csv(path: str | os.PathLike, track_ids: Sequence[str]) -> tuple[s
 
     Examples
     --------
-    >>> labels, genres = read_genre_csv("cdr_genres.csv", ids)  # doctest: +SKIP
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "msd_tagtraum_cd2.cls"
+    >>> _ = path.write_text("# tagtraum\\nTRA\\tRock\\nTRB\\tJazz\\tBlues\\n")
+    >>> labels, genres = read_genres(path, ["TRB", "TRA"])
+    >>> labels.toarray().tolist(), genres.tolist()
+    ([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], ['Blues', 'Jazz', 'Rock'])
     """
-    path = _require(path, "genre CSV")
+    path = _require(path, "genre annotations")
     row_of = _row_index(track_ids)
     pairs = set()
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not {"track_id", "genre"} <= set(reader.fieldnames or ()):
-            raise ConfigError(f"{path}: the header needs the columns track_id and genre.")
-        for record in reader:
-            row, genre = row_of.get(record["track_id"]), (record["genre"] or "").strip()
-            if row is not None and genre:
-                pairs.add((row, genre))
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        if path.suffix == ".cls":
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip() or line.startswith("#"):
+                    continue
+                track_id, *genres = [field.strip() for field in line.split("\t")]
+                if not any(genres):
+                    raise ConfigError(f"{path}, line {line_number}: expected track_id<TAB>genre[<TAB>genre].")
+                pairs.update((row_of[track_id], genre) for genre in genres if genre and track_id in row_of)
+        else:
+            reader = csv.DictReader(handle)
+            if not {"track_id", "genre"} <= set(reader.fieldnames or ()):
+                raise ConfigError(f"{path}: the header needs the columns track_id and genre (or use tagtraum's "
+                                  ".cls file).")
+            for record in reader:
+                row, genre = row_of.get(record["track_id"]), (record["genre"] or "").strip()
+                if row is not None and genre:
+                    pairs.add((row, genre))
     return _binary_matrix(sorted(pairs), len(row_of))
 
 
@@ -667,9 +915,9 @@ def load_msd(audio_root: str | os.PathLike, *, lastfm_tags: str | os.PathLike | 
              taste_triplets: str | os.PathLike | None = None, unique_tracks: str | os.PathLike | None = None,
              taste_mismatches: str | os.PathLike | None = None,
              musixmatch: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-             metadata: str | os.PathLike | None = None, genres: str | os.PathLike | None = None,
-             require: Iterable[str] = (), valid_fraction: float = 0.1, test_fraction: float = 0.0,
-             seed: int = 0) -> PreparedDataset:
+             metadata: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+             genres: str | os.PathLike | None = None, require: Iterable[str] | str = (),
+             valid_fraction: float = 0.1, test_fraction: float = 0.0, seed: int = 0) -> PreparedDataset:
     """The Million Song Dataset's previews and learning sources as a :class:`PreparedDataset`.
 
     Every file but the audio is optional; a source is present when its files
@@ -681,39 +929,46 @@ def load_msd(audio_root: str | os.PathLike, *, lastfm_tags: str | os.PathLike | 
     Parameters
     ----------
     audio_root : path-like
-        Folder of the previews (nested or flat).
+        Folder of the previews (nested or flat, named by track id or 7digital id).
     lastfm_tags : path-like, optional
-        ``lastfm_tags.db`` (sources ``tag`` and, with ``metadata``, ``artist``).
+        ``lastfm_tags.db`` (sources ``tag`` and, with artist ids in ``metadata``, ``artist``).
     taste_triplets, unique_tracks, taste_mismatches : path-like, optional
         ``train_triplets.txt``, ``unique_tracks.txt`` (both needed for ``taste``)
         and optionally ``sid_mismatches.txt``.
     musixmatch : path-like or sequence of path-like, optional
-        ``mxm_dataset_train.txt`` (and ``mxm_dataset_test.txt``): ``lyrics``.
-    metadata : path-like, optional
-        CSV ``track_id,year,tempo,artist_id``: ``year``, ``bpm`` and the artists.
+        ``mxm_dataset_train.txt`` and ``mxm_dataset_test.txt``: ``lyrics``.
+    metadata : path-like or sequence of path-like, optional
+        ``track_metadata.db``, ``msd_summary_file.h5`` or a CSV
+        (:func:`read_msd_metadata`): ``year``, ``bpm``, the artists, and the
+        7digital ids that audio files may be named by.
     genres : path-like, optional
-        CSV ``track_id,genre``: ``cdr_tag``.
-    require : iterable of str
-        Sources every manifest track must have data for; all of them reproduces
-        the paper's selection of tracks with every source.
+        ``msd_tagtraum_cd2.cls`` or a CSV ``track_id,genre``: ``cdr_tag``.
+    require : iterable of str, or str
+        Sources every manifest track must have data for (a string: comma-separated);
+        ``"all"`` (every source given) is the paper's selection of tracks with every source.
     valid_fraction, test_fraction, seed
         Passed to :func:`assign_splits`.
 
     Returns
     -------
     PreparedDataset
+        Its report adds the counts of :func:`find_msd_audio` and
+        ``tracks_with_audio``.
 
     Examples
     --------
     >>> data = load_msd("/data/msd/previews", lastfm_tags="/data/msd/lastfm_tags.db",
-    ...                 metadata="/data/msd/metadata.csv", require=["tag", "year"])  # doctest: +SKIP
+    ...                 metadata=["/data/msd/track_metadata.db", "/data/msd/msd_summary_file.h5"],
+    ...                 require="all")  # doctest: +SKIP
     >>> sorted(data.sources)  # doctest: +SKIP
     ['artist', 'bpm', 'tag', 'year']
     """
     if (taste_triplets is None) != (unique_tracks is None):
         raise ConfigError("The taste source needs both taste_triplets (train_triplets.txt) and unique_tracks "
                           "(unique_tracks.txt).")
-    files, duplicates = find_msd_audio(audio_root)
+    table = read_msd_metadata(metadata) if metadata is not None else None
+    seven_digital = seven_digital_tracks(table) if table is not None and "track_7digitalid" in table else None
+    files, found = find_msd_audio(audio_root, seven_digital)
     ids = sorted(files)
     sources: dict[str, object] = {}
     vocabularies: dict[str, np.ndarray] = {}
@@ -723,45 +978,48 @@ def load_msd(audio_root: str | os.PathLike, *, lastfm_tags: str | os.PathLike | 
         sources["taste"], vocabularies["taste"] = read_taste_profile(taste_triplets, unique_tracks, ids,
                                                                      taste_mismatches)
     if genres is not None:
-        sources["cdr_tag"], vocabularies["cdr_tag"] = read_genre_csv(genres, ids)
+        sources["cdr_tag"], vocabularies["cdr_tag"] = read_genres(genres, ids)
     if musixmatch is not None:
         sources["lyrics"], vocabularies["lyrics"] = read_musixmatch(musixmatch, ids)
-    if metadata is not None:
-        meta = read_msd_metadata(metadata, ids)
+    if table is not None:
+        meta = table.reindex(ids)
         for source, column in (("bpm", "tempo"), ("year", "year")):
             if column in meta:
-                sources[source] = meta[column]
-        if "artist_id" in meta and "tag" in sources:
-            sources["artist"] = _artist_input(meta["artist_id"], sources["tag"])
-            vocabularies["artist"] = vocabularies["tag"]
-    rows = _select_rows(sources, len(ids), require)
+                sources[source] = meta[column].to_numpy(dtype=np.float64)
+        if "artist_id" in meta and lastfm_tags is not None:
+            labels = meta["artist_id"].fillna(UNKNOWN_ARTIST).to_numpy(dtype=str)
+            artist_of = table["artist_id"][table["artist_id"].isin(set(labels.tolist()))]
+            profiles, artists, vocabularies["artist"] = read_lastfm_artist_tags(lastfm_tags, artist_of.to_dict())
+            sources["artist"] = (labels, _artist_rows(labels, artists, profiles))
+    rows, sources, vocabularies, counts = _select(sources, vocabularies, len(ids), require)
     kept = [ids[row] for row in rows]
     manifest = Manifest(kept, [files[t] for t in kept], assign_splits(kept, valid_fraction, test_fraction, seed))
-    report = {"audio_files": len(ids), "duplicate_audio": duplicates, "without_sources": len(ids) - len(rows)}
-    return PreparedDataset(manifest, _take_rows(sources, rows), vocabularies, report)
+    return PreparedDataset(manifest, sources, vocabularies, {**found, "tracks_with_audio": len(ids), **counts})
 
 
 def load_fma(root: str | os.PathLike, *, size: str = "medium", check_files: bool = True,
-             require: Iterable[str] = ()) -> PreparedDataset:
+             require: Iterable[str] | str = ()) -> PreparedDataset:
     """The Free Music Archive's metadata and audio as a :class:`PreparedDataset`.
 
     Parameters
     ----------
     root : path-like
-        Folder holding ``fma_metadata/`` (``tracks.csv``; ``echonest.csv`` and
-        ``genres.csv`` are used when present) and ``fma_<size>/``.
+        Folder holding ``fma_metadata/`` (``tracks.csv`` and ``genres.csv``;
+        ``echonest.csv`` is used when present) and ``fma_<size>/``.
     size : str
         ``small``, ``medium``, ``large`` or ``full``: the audio archive, and the tracks taken.
     check_files : bool
         Leave out tracks whose audio file is missing (counted in the report as ``missing_audio``).
-    require : iterable of str
-        Sources every manifest track must have data for.
+    require : iterable of str, or str
+        Sources every manifest track must have data for (a string: comma-separated;
+        ``"all"``: every source).
 
     Returns
     -------
     PreparedDataset
         Tracks in ``tracks.csv`` order, with FMA's own splits; the source mapping
-        is in the module docs (``taste`` and ``lyrics`` are unavailable).
+        is in the module docs (``taste`` and ``lyrics`` are unavailable, and
+        ``cdr_tag`` leaves out the top-level genres, the FMA evaluation's labels).
 
     Examples
     --------
@@ -773,11 +1031,15 @@ def load_fma(root: str | os.PathLike, *, size: str = "medium", check_files: bool
         raise ConfigError(f"Unknown FMA size {size!r}; use one of {', '.join(FMA_SIZES)}.")
     root = Path(root)
     tracks_csv = _require(root / "fma_metadata" / "tracks.csv", "FMA metadata (fma_metadata/tracks.csv)")
+    titles, top_level = _read_fma_genres(_require(root / "fma_metadata" / "genres.csv",
+                                                  "FMA genre list (fma_metadata/genres.csv)"))
     wanted = {"subset": ("set", "subset"), "split": ("set", "split"), "tags": ("track", "tags"),
-              "genres": ("track", "genres_all"), "released": ("album", "date_released"), "artist": ("artist", "id")}
+              "genres": ("track", "genres_all"), "top": ("track", "genre_top"),
+              "released": ("album", "date_released"), "artist": ("artist", "id")}
     ids, paths, splits, tags, genres, years, artists = [], [], [], [], [], [], []
-    missing_audio = 0
+    top_titles, missing_audio = set(), 0
     for line, track_id, record in read_fma_csv(tracks_csv, 2, wanted):
+        top_titles.add(record["top"].strip())
         if record["subset"] not in FMA_SIZES[size]:
             continue
         path = root / f"fma_{size}" / f"{track_id:06d}"[:3] / f"{track_id:06d}.mp3"
@@ -794,15 +1056,16 @@ def load_fma(root: str | os.PathLike, *, size: str = "medium", check_files: bool
         year = re.match(r"\d{4}", record["released"].strip())
         years.append(float(year.group()) if year else np.nan)
         artists.append(record["artist"].strip() or UNKNOWN_ARTIST)
+    evaluation_labels = top_level | {genre for genre, title in titles.items() if title in top_titles - {""}}
     row_count = len(ids)
     tag_matrix, tag_names = _binary_matrix(sorted((row, tag) for row, names in enumerate(tags) for tag in names),
                                            row_count)
-    genre_matrix, genre_ids = _binary_matrix(sorted((row, g) for row, names in enumerate(genres) for g in names),
-                                             row_count)
+    genre_matrix, genre_ids = _binary_matrix(sorted((row, g) for row, names in enumerate(genres)
+                                                    for g in names - evaluation_labels), row_count)
     sources: dict[str, object] = {"tag": tag_matrix, "cdr_tag": genre_matrix, "year": np.asarray(years),
-                                  "artist": _artist_input(np.asarray(artists, dtype=str), tag_matrix)}
-    vocabularies = {"tag": tag_names, "cdr_tag": _fma_genre_names(root / "fma_metadata" / "genres.csv", genre_ids),
-                    "artist": tag_names}
+                                  "artist": (np.asarray(artists, dtype=str), tag_matrix)}
+    vocabularies = {"tag": tag_names, "artist": tag_names,
+                    "cdr_tag": np.asarray([titles.get(int(g), g) for g in genre_ids.tolist()], dtype=str)}
     echonest = root / "fma_metadata" / "echonest.csv"
     if echonest.is_file():
         row_of = _row_index(ids)
@@ -812,24 +1075,39 @@ def load_fma(root: str | os.PathLike, *, size: str = "medium", check_files: bool
             if row is not None and record["tempo"].strip():
                 tempo[row] = _float(record["tempo"], echonest, line)
         sources["bpm"] = tempo
-    rows = _select_rows(sources, row_count, require)
-    manifest = Manifest(ids, paths, splits).subset(rows)
+    rows, sources, vocabularies, counts = _select(sources, vocabularies, row_count, require)
     report = {"tracks_in_subset": row_count + missing_audio, "missing_audio": missing_audio,
-              "without_sources": row_count - len(rows)}
-    return PreparedDataset(manifest, _take_rows(sources, rows), vocabularies, report)
+              "cdr_tag_top_genres_dropped": len(evaluation_labels & set().union(*genres)), **counts}
+    return PreparedDataset(Manifest(ids, paths, splits).subset(rows), sources, vocabularies, report)
 
 
-def _select_rows(sources: dict, n_rows: int, require: Iterable[str]) -> np.ndarray:
-    """Rows with data for every required source and for at least one source (all rows without sources)."""
-    require = [source for source in require if source != "self"]
+def _select(sources: dict, vocabularies: dict, n_rows: int, require: Iterable[str] | str
+            ) -> tuple[np.ndarray, dict, dict, dict[str, int]]:
+    """The rows with data for every required source and for at least one source (all rows without sources).
+
+    Returns the rows, the sources and vocabularies restricted to them (columns
+    of :data:`_USED_TERMS` that no kept track uses are dropped), and the
+    counts of the report.
+    """
+    if isinstance(require, str):
+        require = list(sources) if require.strip() == "all" else require.split(",")
+    require = [source.strip() for source in require if source.strip() not in ("", "self")]
     unknown = [source for source in require if source not in sources]
     if unknown:
         raise ConfigError(f"Cannot require {unknown}: no data given for them (available: {sorted(sources)}).")
     has = {source: _has_data(data) for source, data in sources.items()}
+    every = np.all(list(has.values()), axis=0) if has else np.ones(n_rows, dtype=bool)
     keep = np.any(list(has.values()), axis=0) if has else np.ones(n_rows, dtype=bool)
     for source in require:
         keep &= has[source]
-    return np.flatnonzero(keep)
+    rows = np.flatnonzero(keep)
+    sources, vocabularies = _take_rows(sources, rows), dict(vocabularies)
+    for source in set(_USED_TERMS) & set(sources):
+        used = np.diff(sources[source].tocsc().indptr) > 0
+        sources[source], vocabularies[source] = sources[source][:, used], vocabularies[source][used]
+    counts = {**{f"with_{source}": int(has[source].sum()) for source in sorted(has)},
+              "with_every_source": int(every.sum()), "tracks": len(rows), "tracks_left_out": n_rows - len(rows)}
+    return rows, sources, vocabularies, counts
 
 
 def _has_data(data) -> np.ndarray:
@@ -844,20 +1122,36 @@ def _has_data(data) -> np.ndarray:
 
 
 def _take_rows(data, rows: np.ndarray):
-    """``data`` (a source's input, a tuple of them or a dict of sources) restricted to ``rows``."""
+    """``data`` (a source's input or a dict of sources) restricted to ``rows``.
+
+    The artist source's profiles, pooled over all of ``data``'s rows, move to
+    each artist's first kept track.
+    """
     if isinstance(data, dict):
         return {key: _take_rows(value, rows) for key, value in data.items()}
     if isinstance(data, tuple):
-        return tuple(_take_rows(part, rows) for part in data)
+        labels, counts = data
+        return labels[rows], _artist_rows(labels[rows], *_artist_profiles(labels, counts))
     return data[rows] if sp.issparse(data) else np.asarray(data)[rows]
 
 
-def _artist_input(labels: np.ndarray, tag_counts: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
-    """``(labels, counts)`` for the artist source; tracks of unknown artists keep no tags."""
-    known = sp.diags((labels != UNKNOWN_ARTIST).astype(np.float64))
-    counts = (known @ tag_counts).tocsr()
-    counts.eliminate_zeros()
-    return labels, counts
+def _artist_profiles(labels: np.ndarray, counts: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The known artists of ``labels`` (sorted) and the sum of the rows of each one's tracks."""
+    artists, index = np.unique(labels, return_inverse=True)
+    membership = sp.csr_matrix((np.ones(len(index)), (index, np.arange(len(index)))),
+                               shape=(len(artists), len(index)))
+    known = artists != UNKNOWN_ARTIST
+    return artists[known], (membership @ counts).tocsr()[known]
+
+
+def _artist_rows(labels: np.ndarray, artists: np.ndarray, profiles: sp.csr_matrix) -> sp.csr_matrix:
+    """A track x tag matrix with each artist's profile on its first track in ``labels``, the other rows empty."""
+    position = {artist: row for row, artist in enumerate(artists.tolist())}
+    _, first = np.unique(labels, return_index=True)
+    first = [row for row in first.tolist() if labels[row] in position]
+    carrier = sp.csr_matrix((np.ones(len(first)), (first, [position[labels[row]] for row in first])),
+                            shape=(len(labels), len(artists)))
+    return (carrier @ profiles).tocsr()
 
 
 def _binary_matrix(pairs: list[tuple[int, object]], n_rows: int) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -870,16 +1164,24 @@ def _binary_matrix(pairs: list[tuple[int, object]], n_rows: int) -> tuple[sp.csr
     return matrix, np.asarray([str(term) for term in terms], dtype=str)
 
 
-def _fma_genre_names(genres_csv: Path, genre_ids: np.ndarray) -> np.ndarray:
-    """Titles of FMA genre ids from ``genres.csv`` (``genre_id,#tracks,parent,title,top_level``), ids otherwise."""
-    if not genres_csv.is_file():
-        return genre_ids
+def _read_fma_genres(genres_csv: Path) -> tuple[dict[int, str], set[int]]:
+    """Title of each genre id and the top-level ids (``parent`` 0), from FMA's ``genres.csv``."""
+    titles, top_level = {}, set()
     with genres_csv.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        if not {"genre_id", "title"} <= set(reader.fieldnames or ()):
-            raise ConfigError(f"{genres_csv}: not FMA's genres.csv (it needs the columns genre_id and title).")
-        titles = {record["genre_id"]: record["title"] for record in reader}
-    return np.asarray([titles.get(genre, genre) for genre in genre_ids.tolist()], dtype=str)
+        if not {"genre_id", "parent", "title"} <= set(reader.fieldnames or ()):
+            raise ConfigError(f"{genres_csv}: not FMA's genres.csv (it needs the columns genre_id, parent and "
+                              "title).")
+        for record in reader:
+            try:
+                genre, parent = int(record["genre_id"]), int(record["parent"] or 0)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{genres_csv}, line {reader.line_num}: genre_id and parent must be "
+                                  "integers.") from None
+            titles[genre] = record["title"]
+            if parent == 0:
+                top_level.add(genre)
+    return titles, top_level
 
 
 def read_fma_csv(path: str | os.PathLike, levels: int, wanted: dict[str, tuple[str, ...]]
@@ -973,3 +1275,15 @@ def _require(path: str | os.PathLike, what: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"No {what} at {path}.")
     return path
+
+
+@contextmanager
+def _sqlite(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to an SQLite file; its errors become :class:`ConfigError`."""
+    db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        yield db
+    except sqlite3.DatabaseError as err:
+        raise ConfigError(f"Cannot read {path}: {err}.") from err
+    finally:
+        db.close()

@@ -123,7 +123,7 @@ def baseline_representations(corpus_dir: str | os.PathLike) -> dict[str, object]
 
 def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapping[str, object],
                             cache_dir: str | os.PathLike | None = None, n_repeats: int = 5,
-                            seed: int = 0, workers: int = 0) -> list[dict]:
+                            seed: int = 0, workers: int = 0, split: str = "test") -> list[dict]:
     """Score each representation (name -> model, model file, ``"rand"`` or ``"mfcc"``) on every held-out task.
 
     Parameters
@@ -138,6 +138,8 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
         Split design of the protocol (``n_repeats`` x 10 folds).
     workers : int
         Decoding processes beside the network.
+    split : str
+        The tracks scored: ``test`` (the held-out part) or ``valid`` (to choose between models).
 
     Returns
     -------
@@ -152,7 +154,7 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
     ['soundtrack', 'style', 'tempo']
     """
     rows = []
-    for task, dataset in held_out_datasets(corpus_dir).items():
+    for task, dataset in held_out_datasets(corpus_dir, split).items():
         for name, source in representations.items():
             result = evaluate(source, dataset, cache_dir=cache_dir, n_repeats=n_repeats, seed=seed, workers=workers)
             low, high = result.interval

@@ -1,0 +1,45 @@
+"""Ablation of the learning sources on a tiny corpus: variants, budgets, resumption, validation scores."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtlmusic.errors import ConfigError
+from mtlmusic_training.corpus._io import write_table
+from mtlmusic_training.corpus.ablation import ablation_variants, run_ablation
+from mtlmusic_training.datasets import Manifest
+
+
+def test_variants_remove_each_source_and_keep_each_teacher_alone():
+    variants = ablation_variants(["self", "bpm", "tag", "mtt", "pitch"])
+    assert variants["all"] == ("self", "bpm", "tag", "mtt", "pitch")
+    assert variants["without-tag"] == ("self", "bpm", "mtt", "pitch") and "without-self" not in variants
+    assert variants["musicnn-only"] == ("self", "tag", "mtt") and variants["basic_pitch-only"] == ("self", "pitch")
+    assert "musicnn-only" not in ablation_variants(["self", "tag"])
+    with pytest.raises(ConfigError):
+        ablation_variants(["self"])
+
+
+def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_split(data_dir, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(data_dir, corpus)
+    manifest = Manifest.load(corpus / "manifest.csv")
+    pitch = [int(track_id[1:]) % 4 for track_id in manifest.track_ids]
+    write_table(pd.DataFrame({"track_id": manifest.track_ids, "corpus": "soundtrack",
+                              "soundtrack": [f"game-{p % 2}" for p in pitch], "style": "", "bpm_label": np.nan}),
+                corpus / "metadata.csv")
+    variants = {"all": ["self", "bpm", "tag"], "without-tag": ["self", "bpm"]}
+    lines = []
+    rows = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, minutes=0.001,
+                        n_repeats=1, split="train", log=lines.append)   # 8 valid tracks: too few for 10 folds
+    assert {row["representation"] for row in rows} == {"all", "without-tag", "rand", "mfcc"}
+    assert {row["task"] for row in rows} == {"soundtrack"} and rows[0]["n_tracks"] == 24
+    assert (tmp_path / "runs" / "all.safetensors").exists() and "all: 1 epochs" in lines
+    again = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, minutes=0.001,
+                         n_repeats=1, split="train", log=lines.append)
+    assert lines.count("all: 1 epochs") == 2   # the budget was spent: no further epoch
+    assert [row["mean"] for row in again] == [row["mean"] for row in rows]
