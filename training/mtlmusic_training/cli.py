@@ -405,19 +405,110 @@ EVAL_DATASETS = ("gtzan", "fma", "ballroom", "irmas", "emotion-arousal", "emotio
                  "labels-csv", "values-csv")
 
 
+@app.command("evaluate-grid")
+def evaluate_grid_command(
+    runs_dir: Path = typer.Argument(..., help="Runs folder of `mtlmusic-train grid` (its models/ is read), or a "
+                                              "folder of model files."),
+    output: Path = typer.Option(..., "-o", "--output", help="Results table (CSV) to create or extend."),
+    gtzan: Optional[Path] = typer.Option(None, help="GTZAN folder."),
+    ballroom: Optional[Path] = typer.Option(None, help="Ballroom folder."),
+    fma: Optional[Path] = typer.Option(None, help="FMA folder (fma_metadata/, fma_medium/)."),
+    irmas: Optional[Path] = typer.Option(None, help="IRMAS folder."),
+    emotion: Optional[Path] = typer.Option(None, help="MediaEval 1000 songs folder: arousal and valence."),
+    jam: Optional[Path] = typer.Option(None, help="This Is My Jam dump folder (likes.tsv, jams.tsv; "
+                                                  "jam_to_msd.tsv when put there)."),
+    jam_audio: Optional[Path] = typer.Option(None, help="With --jam: folder of MSD previews named by track id, or a "
+                                                        "CSV track_id,path (jam_id,path without a mapping)."),
+    jam_to_msd: Optional[Path] = typer.Option(None, help="With --jam: the MSD's jam_to_msd.tsv, if not in the dump "
+                                                         "folder."),
+    jam_min_likes: Optional[int] = typer.Option(None, help="With --jam: fewest likes per user and per track "
+                                                           "(default: 5, the authors' later filter; the paper "
+                                                           "states none)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache folder (default: "
+                                                              "$MTLMUSIC_HOME/eval or ~/.cache/mtlmusic/eval)."),
+    standardize: Optional[bool] = typer.Option(None, "--standardize/--no-standardize",
+                                               help="Standardize features before the task's model (default: no for "
+                                                    "classification, yes for regression and recommendation)."),
+    subsample_fma: Optional[float] = typer.Option(None, help="Stratified fraction of FMA to keep (default: the "
+                                                             "paper's 0.05; 1: all)."),
+    subsample_irmas: Optional[float] = typer.Option(None, help="Stratified fraction of IRMAS to keep (default: the "
+                                                               "paper's 0.2; 1: all)."),
+    repeats: int = typer.Option(5, "--repeats", help="Repetitions of the k-fold partition."),
+    folds: int = typer.Option(10, "--folds", help="Folds per repetition."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the splits and subsamples."),
+    drop_failed: bool = typer.Option(False, "--drop-failed", help="Leave out tracks that cannot be read "
+                                                                  "instead of failing."),
+    jobs: int = typer.Option(1, "--jobs", help="Threads scoring splits."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
+    workers: Optional[int] = typer.Option(None, help="Decoding processes beside the network (0: none)."),
+) -> None:
+    """Score every exported network, the study's MSS-CR representations and the baselines on every dataset given.
+
+    One row per split is appended to the results table as each (representation, dataset) pair finishes; rerun the
+    same command to resume. Datasets not given are skipped. Exit code 1 when some pairs failed (rerun to retry them).
+    """
+    from mtlmusic.errors import MtlmusicError
+
+    from .evaluation import (JAM_MIN_LIKES, load_ballroom, load_fma_medium, load_gtzan, load_irmas,
+                             load_mediaeval_emotion, load_thisismyjam, paper_subsample)
+    from .evaluation.grid import evaluate_grid
+    from .evaluation.run import default_cache_dir
+
+    loaders = {
+        "GTZAN": (gtzan, lambda: [load_gtzan(gtzan)]),
+        "Ballroom": (ballroom, lambda: [load_ballroom(ballroom)]),
+        "FMA": (fma, lambda: [load_fma_medium(fma, subsample=paper_subsample("FMA", subsample_fma), seed=seed)]),
+        "IRMAS": (irmas, lambda: [load_irmas(irmas, subsample=paper_subsample("IRMAS", subsample_irmas), seed=seed)]),
+        "Emotion": (emotion, lambda: [load_mediaeval_emotion(emotion, target) for target in ("arousal", "valence")]),
+        "ThisIsMyJam": (jam, lambda: [load_thisismyjam(jam, jam_audio, jam_to_msd=jam_to_msd, min_likes=min_likes,
+                                                       min_track_likes=min_likes)]),
+    }
+    min_likes = JAM_MIN_LIKES if jam_min_likes is None else jam_min_likes
+    if jam is not None and jam_audio is None:
+        err_console.print("error: --jam needs --jam-audio.", highlight=False, markup=False)
+        raise typer.Exit(2)
+    datasets = {}
+    try:
+        for name, (root, load) in loaders.items():
+            if root is None:
+                typer.echo(f"{name}: no folder given, skipped")
+                continue
+            for dataset in load():
+                datasets[dataset.name] = dataset
+                typer.echo(f"{dataset.name}: {len(dataset)} tracks")
+        if not datasets:
+            raise typer.BadParameter("give at least one dataset (--gtzan, --ballroom, --fma, --irmas, --emotion, --jam)")
+        summary = evaluate_grid(runs_dir, datasets, output, cache_dir=cache or default_cache_dir(),
+                                standardize=standardize, n_repeats=repeats, n_folds=folds, seed=seed,
+                                on_error="drop" if drop_failed else "raise", n_jobs=jobs, device=device,
+                                workers=workers, log=typer.echo)
+    except MtlmusicError as err:
+        err_console.print(f"error: {err}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    typer.echo(f"{summary.scored} scored, {summary.skipped} already in {output}, {len(summary.failed)} failed")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
 @app.command("eval")
 def evaluate_command(
     source: str = typer.Argument(..., help="Model name or .safetensors file, feature file, or baseline (mfcc, rand)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help=f"One of {', '.join(EVAL_DATASETS)}."),
-    root: Path = typer.Option(..., "--root", help="Dataset folder; the likes file for jam; the CSV for labels-csv "
-                                                 "and values-csv."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder; the dump folder or likes file for jam; the CSV "
+                                                 "for labels-csv and values-csv."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache folder (default: "
                                                               "$MTLMUSIC_HOME/eval or ~/.cache/mtlmusic/eval)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result (split scores included) "
                                                                  "as JSON."),
-    tracks: Optional[Path] = typer.Option(None, "--tracks", help="jam: CSV mapping jam_id to audio path."),
+    tracks: Optional[Path] = typer.Option(None, "--tracks", help="jam: the audio: MSD previews folder or CSV "
+                                                                 "track_id,path with jam_to_msd.tsv in the dump "
+                                                                 "folder, else a CSV jam_id,path."),
     subsample: Optional[float] = typer.Option(None, "--subsample", help="fma, irmas: stratified fraction to keep "
-                                                                        "(paper: 0.05 and 0.2)."),
+                                                                        "(default: the paper's 0.05 and 0.2; 1: "
+                                                                        "all)."),
+    standardize: Optional[bool] = typer.Option(None, "--standardize/--no-standardize",
+                                               help="Standardize features before the task's model (default: no for "
+                                                    "classification, yes for regression and recommendation)."),
     repeats: int = typer.Option(5, "--repeats", help="Repetitions of the k-fold partition."),
     folds: int = typer.Option(10, "--folds", help="Folds per repetition."),
     seed: int = typer.Option(0, "--seed", help="Seed of the splits."),
@@ -435,18 +526,19 @@ def evaluate_command(
     from mtlmusic.errors import MtlmusicError
     from mtlmusic.files import atomic_path
 
-    from .evaluation import (evaluate, load_ballroom, load_fma_medium, load_gtzan, load_irmas, load_labels_csv,
-                             load_mediaeval_emotion, load_thisismyjam, load_values_csv)
+    from .evaluation import (JAM_MIN_LIKES, evaluate, load_ballroom, load_fma_medium, load_gtzan, load_irmas,
+                             load_labels_csv, load_mediaeval_emotion, load_thisismyjam, load_values_csv,
+                             paper_subsample)
     from .evaluation.run import default_cache_dir
 
     loaders = {
         "gtzan": lambda: load_gtzan(root),
-        "fma": lambda: load_fma_medium(root, subsample=subsample, seed=seed),
+        "fma": lambda: load_fma_medium(root, subsample=paper_subsample("FMA", subsample), seed=seed),
         "ballroom": lambda: load_ballroom(root),
-        "irmas": lambda: load_irmas(root, subsample=subsample, seed=seed),
+        "irmas": lambda: load_irmas(root, subsample=paper_subsample("IRMAS", subsample), seed=seed),
         "emotion-arousal": lambda: load_mediaeval_emotion(root, "arousal"),
         "emotion-valence": lambda: load_mediaeval_emotion(root, "valence"),
-        "jam": lambda: load_thisismyjam(root / "likes.tsv" if root.is_dir() else root, tracks),
+        "jam": lambda: load_thisismyjam(root, tracks, min_likes=JAM_MIN_LIKES, min_track_likes=JAM_MIN_LIKES),
         "labels-csv": lambda: load_labels_csv(root),
         "values-csv": lambda: load_values_csv(root),
     }
@@ -455,7 +547,7 @@ def evaluate_command(
                           highlight=False, markup=False)
         raise typer.Exit(2)
     if dataset == "jam" and tracks is None:
-        err_console.print("error: --dataset jam needs --tracks, a CSV mapping jam_id to audio path.",
+        err_console.print("error: --dataset jam needs --tracks, the audio of the tracks.",
                           highlight=False, markup=False)
         raise typer.Exit(2)
     try:
@@ -464,8 +556,9 @@ def evaluate_command(
                       console=err_console, disable=quiet, transient=True) as progress:
             task = progress.add_task("features", total=len(data))
             result = evaluate(source, data, cache_dir=cache or default_cache_dir(), on_error="drop" if drop_failed
-                              else "raise", n_repeats=repeats, n_folds=folds, seed=seed, device=device,
-                              workers=workers, progress=lambda done, total: progress.update(task, completed=done))
+                              else "raise", n_repeats=repeats, n_folds=folds, seed=seed, standardize=standardize,
+                              device=device, workers=workers,
+                              progress=lambda done, total: progress.update(task, completed=done))
     except MtlmusicError as err:
         err_console.print(f"error: {err}", highlight=False, markup=False)
         raise typer.Exit(2)

@@ -72,6 +72,9 @@ SHARD_TRACKS = 128
 FRONTEND = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "n_mels": N_MELS,
             "top_db": TOP_DB, "amin": AMIN}
 
+#: dB per step of the uint8 coding of :meth:`MelCache.to_tensor` (255 steps span a track's ``TOP_DB``).
+UINT8_DB_STEP = TOP_DB / 255
+
 _DTYPE = np.dtype("<f2")
 _INDEX = "index.json"
 _SHARDS = "shards"
@@ -86,8 +89,8 @@ class MelTensors(NamedTuple):
 
     Attributes
     ----------
-    flat : torch.Tensor of float16, shape (total_frames, 2, 128)
-        Every track's frames, one track after the other.
+    flat : torch.Tensor of float16 or uint8, shape (total_frames, 2, 128)
+        Every track's frames, one track after the other (uint8: coded, see :meth:`MelCache.to_tensor`).
     offsets : torch.Tensor of int64, shape (n_tracks,)
         Row of ``flat`` where each track starts.
     lengths : torch.Tensor of int64, shape (n_tracks,)
@@ -246,9 +249,12 @@ class MelCache:
                              f"{int(self.n_frames[tracks].min())}).")
         return rng.integers(0, room)
 
-    def to_tensor(self, device: str | torch.device = "cpu",
-                  track_indices: Sequence[int] | None = None) -> MelTensors:
-        """The frames of all tracks (or of ``track_indices``) in one float16 tensor on ``device``.
+    def to_tensor(self, device: str | torch.device = "cpu", track_indices: Sequence[int] | None = None,
+                  dtype: torch.dtype = torch.float16) -> MelTensors:
+        """The frames of all tracks (or of ``track_indices``) in one tensor on ``device``.
+
+        Each shard is read once and copied in one piece; the tracks lie in
+        ``flat`` in cache order whatever the order of ``track_indices``.
 
         Parameters
         ----------
@@ -256,6 +262,11 @@ class MelCache:
         track_indices : sequence of int, optional
             Keep only these tracks; row ``i`` of ``offsets`` and ``lengths`` is then
             ``track_indices[i]``.
+        dtype : torch.float16 or torch.uint8
+            float16: the cache's dB values as they are. uint8: half the memory, each
+            value coded in :data:`UINT8_DB_STEP` steps above its track's floor
+            (a track spans ``TOP_DB`` above its floor, so the coding loses at most
+            half a step, 0.16 dB); pass the tracks' floors to :func:`gpu_crops`.
 
         Returns
         -------
@@ -268,23 +279,31 @@ class MelCache:
         >>> gpu_crops(flat, offsets[[0]], torch.tensor([5])).shape  # doctest: +SKIP
         torch.Size([1, 2, 216, 128])
         """
+        if dtype not in (torch.float16, torch.uint8):
+            raise ValueError(f"A mel cache tensor is float16 or uint8, not {dtype}.")
         device = torch.device(device)
         tracks = np.arange(len(self)) if track_indices is None else np.asarray(track_indices, dtype=np.int64)
-        lengths = self.n_frames[tracks]
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        flat = torch.empty((int(lengths.sum()), 2, N_MELS), dtype=torch.float16, device=device)
-        if track_indices is None:
-            row = 0
-            for shard in range(len(self._shards)):
-                data = torch.from_numpy(np.array(self._shard_map(shard)))
-                flat[row:row + len(data)] = data.to(device)
-                row += len(data)
-        else:
-            for track, offset, length in zip(tracks.tolist(), offsets.tolist(), lengths.tolist()):
-                first = self._offset[track]
-                data = self._shard_map(int(self._shard[track]))[first:first + length]
-                flat[offset:offset + length] = torch.from_numpy(np.array(data)).to(device)
-        return MelTensors(flat, torch.as_tensor(offsets, device=device), torch.as_tensor(lengths, device=device))
+        held = np.unique(tracks)
+        starts = np.concatenate([[0], np.cumsum(self.n_frames[held])]).astype(np.int64)
+        flat = torch.empty((int(starts[-1]), 2, N_MELS), dtype=dtype, device=device)
+        for shard in np.unique(self._shard[held]).tolist():
+            members = held[self._shard[held] == shard]
+            first, last = starts[np.searchsorted(held, members[[0, -1]])] + [0, self.n_frames[members[-1]]]
+            data = self._shard_map(shard)
+            ends = self._offset[members] + self.n_frames[members]
+            if np.array_equal(self._offset[members[1:]], ends[:-1]):   # consecutive tracks: one slice
+                part = np.array(data[self._offset[members[0]]:ends[-1]])
+            else:
+                part = np.concatenate([data[a:b] for a, b in zip(self._offset[members], ends)])
+            frames = torch.from_numpy(part).to(device)
+            if dtype == torch.uint8:
+                floors = torch.as_tensor(self.floors[members], device=device).repeat_interleave(
+                    torch.as_tensor(self.n_frames[members], device=device))
+                frames = (frames.float() - floors[:, None, None]).div_(UINT8_DB_STEP).round_().clamp_(0, 255)
+            flat[first:last] = frames.to(dtype)
+        offsets = starts[np.searchsorted(held, tracks)]
+        return MelTensors(flat, torch.as_tensor(offsets, device=device),
+                          torch.as_tensor(self.n_frames[tracks], device=device))
 
     def verify(self, checksums: bool = True) -> list[str]:
         """Check the cache: every shard's shape, the index's consistency and (optionally) each shard's sha256.
@@ -419,8 +438,8 @@ def build_mel_cache(manifest_or_items: Manifest | Iterable[tuple[str, str | os.P
     return MelCache.open(root)
 
 
-def gpu_crops(flat: torch.Tensor, offsets: torch.Tensor, starts: torch.Tensor,
-              frames: int = SLICE_FRAMES) -> torch.Tensor:
+def gpu_crops(flat: torch.Tensor, offsets: torch.Tensor, starts: torch.Tensor, frames: int = SLICE_FRAMES,
+              floors: torch.Tensor | None = None) -> torch.Tensor:
     """Cut crops out of a :class:`MelTensors` ``flat`` tensor with index arithmetic, on its device.
 
     Nothing is checked (that would synchronize with the GPU): every
@@ -429,17 +448,21 @@ def gpu_crops(flat: torch.Tensor, offsets: torch.Tensor, starts: torch.Tensor,
 
     Parameters
     ----------
-    flat : torch.Tensor, shape (total_frames, 2, 128)
+    flat : torch.Tensor of float16 or uint8, shape (total_frames, 2, 128)
     offsets : torch.Tensor of int64, shape (n,)
         Where each cropped track starts in ``flat`` (e.g. ``tensors.offsets[batch]``).
     starts : torch.Tensor of int64, shape (n,)
         First frame of each crop within its track.
     frames : int
         Length of each crop.
+    floors : torch.Tensor of float32, shape (n,), optional
+        For a uint8 ``flat``: each cropped track's dB floor (``MelCache.floors``),
+        to decode the values (see :meth:`MelCache.to_tensor`).
 
     Returns
     -------
     torch.Tensor of float32, shape (n, 2, frames, 128)
+        dB values.
 
     Examples
     --------
@@ -449,7 +472,12 @@ def gpu_crops(flat: torch.Tensor, offsets: torch.Tensor, starts: torch.Tensor,
     (torch.Size([2, 2, 3, 128]), [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     """
     rows = (offsets + starts).unsqueeze(1) + torch.arange(frames, device=flat.device)
-    return flat[rows].float().permute(0, 2, 1, 3).contiguous()
+    crops = flat[rows].permute(0, 2, 1, 3).to(torch.float32, memory_format=torch.contiguous_format)
+    if flat.dtype == torch.uint8:
+        if floors is None:
+            raise ValueError("Crops of a uint8 mel cache tensor need the tracks' floors to be decoded.")
+        crops.mul_(UINT8_DB_STEP).add_(floors.view(-1, 1, 1, 1))
+    return crops
 
 
 def fit_scaler(cache: MelCache, track_indices: Sequence[int] | None = None) -> Scaler:

@@ -25,7 +25,7 @@ def _blobs(n_per_class=30, d=6, separation=3.0, n_classes=3, seed=0):
 
 def test_classification_separable_data_scores_high_over_50_splits():
     X, y = _blobs(separation=4.0)
-    result = evaluate_classification(X, y)
+    result = evaluate_classification(X, y, standardize=True)
     assert result.task == "classification"
     assert result.metric == "accuracy"
     assert result.n_splits == 50
@@ -36,7 +36,8 @@ def test_classification_separable_data_scores_high_over_50_splits():
 
 def test_classification_matches_sklearn_pipeline_with_linear_kernel():
     X, y = _blobs(separation=0.6, seed=1)
-    result = evaluate_classification(X, y, n_repeats=2, n_folds=5, seed=3)
+    result = evaluate_classification(X, y, n_repeats=2, n_folds=5, seed=3, standardize=True)
+    assert result.standardized
     reference = cross_val_score(
         make_pipeline(StandardScaler(), SVC(kernel="linear", C=1.0)),
         X,

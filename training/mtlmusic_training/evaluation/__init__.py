@@ -3,8 +3,9 @@
 The protocols work on feature vectors only: one vector per track of a dataset (any extractor,
 or the :func:`mfcc_features` baseline), scored with the protocol of the dataset's task.
 :func:`evaluate` does both steps for a model, a feature file, a baseline or any function of the
-audio, with a feature cache. :mod:`.analysis` turns a table of scores into the paper's tables
-and figures.
+audio, with a feature cache; :func:`evaluate_grid` does them for every representation of the study
+on every dataset, into a resumable table of scores. :mod:`.analysis` turns that table into the
+paper's tables and figures.
 
 Examples
 --------
@@ -18,8 +19,10 @@ accuracy
 """
 
 from .baselines import MFCC_SAMPLE_RATE, N_MFCC, mfcc_features
-from .datasets import (EvalDataset, load_ballroom, load_fma_medium, load_gtzan, load_interactions_csv, load_irmas,
-                       load_labels_csv, load_mediaeval_emotion, load_thisismyjam, load_values_csv)
+from .datasets import (JAM_MIN_LIKES, PAPER_SUBSAMPLE, EvalDataset, load_ballroom, load_fma_medium, load_gtzan,
+                       load_interactions_csv, load_irmas, load_labels_csv, load_mediaeval_emotion, load_thisismyjam,
+                       load_values_csv, paper_subsample)
+from .grid import RESULT_COLUMNS, GridSummary, evaluate_grid, grid_representations
 from .protocols import (ContentALSModel, EvaluationResult, average_precision_at_k, content_als, evaluate_classification,
                         evaluate_recommendation, evaluate_regression)
 from .run import BASELINES, RAND_SEED, DatasetFeatures, dataset_features, evaluate, fit_scaler, rand_model

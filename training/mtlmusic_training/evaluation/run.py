@@ -9,6 +9,8 @@ a :class:`mtlmusic.Model`             its aggregated representation (``Model.ext
 a model name or ``.safetensors`` file the model loaded with :func:`mtlmusic.load_model`
 a feature file (``.npy``, ``.npz``,   its rows, matched to the dataset's audio paths
 ``.csv``, ``.parquet``)
+a list of SS-R model names or files   their MSS-CR representation, assembled from each member's
+                                      features (see below); an MSS-CR model name is assembled so too
 ``"mfcc"``                            :func:`~mtlmusic_training.evaluation.mfcc_features` (120 values)
 ``"rand"``                            the untrained network of :func:`rand_model` (512 values)
 a callable ``f(y, sr) -> vector``     ``f`` of every track's waveform (``(2, n)`` at 22,050 Hz)
@@ -32,6 +34,18 @@ ends with a hash of
 Any change to one of them gives a new entry; a damaged or foreign cache file is recomputed.
 Tracks whose audio cannot be read are stored as rows of NaN with their error message; delete the
 cache file to retry them.
+
+MSS-CR representations
+----------------------
+An MSS-CR representation is its SS-R members' representations side by side
+(:func:`mtlmusic.architectures.assemble_msscr`), so its track features are assembled from the
+members' features, each extracted once and cached like any model's, instead of running the
+assembled network: the study's 79 MSS-CR representations then cost no extraction beyond the 8
+SS-R networks'. A track's feature vector is laid out as :func:`mtlmusic.modelfile.feature_names`
+says, every block's means and then every block's standard deviations, blocks in canonical source
+order; the assembled vector is therefore every member's mean part, then every member's std part,
+members in canonical source order, which is what the assembled network extracts. Each member
+standardizes its input with its own scaler (the study's networks share one).
 
 The Rand baseline
 -----------------
@@ -70,7 +84,7 @@ import librosa
 import numpy as np
 import torch
 
-from mtlmusic.architectures import build_network
+from mtlmusic.architectures import build_network, canonical_sources, model_name
 from mtlmusic.audio import SAMPLE_RATE, load_audio
 from mtlmusic.errors import AudioError, ConfigError, MtlmusicError
 from .baselines import N_MFCC, mfcc_features
@@ -85,7 +99,7 @@ from mtlmusic.frontend import Scaler, ScalerStats, track_db
 from mtlmusic.extraction.engine import extract_files
 from mtlmusic.extraction.sinks import FORMATS, MANIFEST, read_features, write_features
 from mtlmusic.model import Model
-from mtlmusic.modelfile import read_config, tensors_sha256
+from mtlmusic.modelfile import feature_names, read_config, tensors_sha256
 
 __all__ = [
     "BASELINES",
@@ -234,11 +248,18 @@ def fit_scaler(paths: Sequence[str | os.PathLike], progress: Progress | None = N
 
 @dataclass
 class _Extractor:
-    """How to get the features of a list of files, and what identifies them in the cache."""
+    """How to get the features of a list of files, and what identifies them in the cache.
+
+    A model's extractor knows its ``architecture`` and ``sources``; an MSS-CR source has ``members``
+    (its SS-R networks) instead of ``extract``: its features are assembled from theirs.
+    """
 
     label: str
     identity: dict | None  # None: not cacheable
-    extract: Callable[[list[Path], Progress | None], tuple[np.ndarray, list[str], dict[int, str]]]
+    extract: Callable[[list[Path], Progress | None], tuple[np.ndarray, list[str], dict[int, str]]] | None
+    members: list | None = None
+    architecture: str | None = None
+    sources: tuple[str, ...] = ()
 
 
 def _model_extract(model: Model, workers: int | None):
@@ -305,7 +326,7 @@ def _model_sha(model: Model) -> str:
 
 def _loaded_model_extractor(model: Model, workers: int | None) -> _Extractor:
     return _Extractor(model.name or "model", {"kind": "model", "sha256": _model_sha(model)},
-                      _model_extract(model, workers))
+                      _model_extract(model, workers), architecture=model.architecture, sources=tuple(model.sources))
 
 
 def _named_model_extractor(name: str | os.PathLike, device: str | None, workers: int | None) -> _Extractor:
@@ -315,7 +336,7 @@ def _named_model_extractor(name: str | os.PathLike, device: str | None, workers:
 
     files = model_files(name)
     if len(files) != 1:  # an MSS-CR representation assembled from SS-R files
-        return _loaded_model_extractor(load_model(name, device=device), workers)
+        return _Extractor(os.fspath(name), None, None, list(files.values()))
     (member, path), = files.items()  # member: the model name, the file's stem for a file or an hf-hub: name
     config = read_config(path)
     label = config.get("name") or member
@@ -323,19 +344,26 @@ def _named_model_extractor(name: str | os.PathLike, device: str | None, workers:
     def extract(paths, progress):
         return _model_extract(load_model(path, device=device), workers)(paths, progress)
 
-    return _Extractor(label, {"kind": "model", "sha256": config.get("tensors_sha256")}, extract)
+    return _Extractor(label, {"kind": "model", "sha256": config.get("tensors_sha256")}, extract,
+                      architecture=config.get("architecture"), sources=tuple(config.get("sources") or ()))
 
 
 def _extractor(source, key: str | None, device: str | None, workers: int | None) -> _Extractor:
     if isinstance(source, Model):
         return _loaded_model_extractor(source, workers)
+    if isinstance(source, (list, tuple)):
+        if len(source) < 2:
+            raise ConfigError(f"an MSS-CR representation concatenates two or more SS-R networks; got "
+                              f"{len(source)}")
+        return _Extractor("MSS-CR", None, None, list(source))
     if callable(source):
         label = _slug(key or getattr(source, "__name__", "features"))
         identity = None if key is None else {"kind": "callable", "key": key}
         return _Extractor(label, identity, _function_extract(source, None, label))
     if not isinstance(source, (str, os.PathLike)):
         raise ConfigError(f"cannot evaluate a {type(source).__name__}: pass a Model, a model name or file, "
-                          f"a feature file, a baseline ({', '.join(BASELINES)}) or a function f(y, sr)")
+                          f"a list of SS-R models, a feature file, a baseline ({', '.join(BASELINES)}) "
+                          "or a function f(y, sr)")
     name = os.fspath(source)
     if name.lower() == "mfcc":
         identity = {"kind": "baseline", "name": "mfcc", "librosa": librosa.__version__}
@@ -406,6 +434,45 @@ def _feature_file_features(path: Path, dataset: EvalDataset) -> DatasetFeatures:
 
 
 # ---------------------------------------------------------------------------------------------
+# MSS-CR
+
+
+def _msscr_members(members: Sequence, device: str | None, workers: int | None) -> dict[str, _Extractor]:
+    """The extractor of each SS-R member of an MSS-CR source, by source, in canonical source order.
+
+    Raises :class:`~mtlmusic.errors.ConfigError`, before anything is extracted, when a member is not
+    an SS-R network or two members learned from the same source.
+    """
+    by_source: dict[str, _Extractor] = {}
+    for member in members:
+        extractor = None if _is_feature_file(member) else _extractor(member, None, device, workers)
+        if extractor is None or extractor.architecture != "SS-R":
+            raise ConfigError(f"{member} is not an SS-R network; an MSS-CR representation concatenates SS-R networks")
+        source, = extractor.sources
+        if source in by_source:
+            raise ConfigError(f"{by_source[source].label} and {extractor.label} both learned from {source!r}; an "
+                              "MSS-CR representation has one SS-R network per source")
+        by_source[source] = extractor
+    return {source: by_source[source] for source in canonical_sources(by_source)}
+
+
+def _msscr_features(members: dict[str, DatasetFeatures]) -> DatasetFeatures:
+    """The MSS-CR features of its SS-R members' features, given by source in canonical order.
+
+    Every member's mean part, then every member's std part (see the module notes).
+    """
+    sources, parts = tuple(members), list(members.values())
+    dim = parts[0].features.shape[1] // 2
+    features = np.hstack([part.features[:, :dim] for part in parts] + [part.features[:, dim:] for part in parts])
+    errors: dict[int, str] = {}
+    for part in parts:
+        for row, message in part.errors.items():
+            errors.setdefault(row, message)
+    return DatasetFeatures(features, tuple(feature_names(sources, dim)), model_name("MSS-CR", sources), errors,
+                           None, all(part.from_cache for part in parts))
+
+
+# ---------------------------------------------------------------------------------------------
 # cache
 
 
@@ -449,13 +516,14 @@ def dataset_features(
 
     Parameters
     ----------
-    source : Model, str, path-like or callable
+    source : Model, str, path-like, list or callable
         See :func:`evaluate`.
     dataset : EvalDataset
         The tracks.
     cache_dir : path-like, optional
         Feature cache folder (created if needed); ``None`` computes the features every time.
-        Feature files are read directly and never cached.
+        Feature files are read directly and never cached; an MSS-CR representation is not cached
+        itself, its members are.
     key : str, optional
         Cache identity of a callable source, e.g. ``"chroma-v2"``: change it when the function
         changes. A callable without a key is not cached.
@@ -470,12 +538,14 @@ def dataset_features(
     Returns
     -------
     DatasetFeatures
+        For an MSS-CR source, ``cache_file`` is None and ``from_cache`` says whether every member
+        came from the cache.
 
     Raises
     ------
     mtlmusic.ConfigError
-        For an unknown source, a feature file that lacks tracks of the dataset, or a callable whose
-        output size changes.
+        For an unknown source, a feature file that lacks tracks of the dataset, a callable whose
+        output size changes, or MSS-CR members that are not distinct SS-R networks.
     mtlmusic.ModelNotFoundError, mtlmusic.ModelFileError
         For a model that cannot be found or read.
 
@@ -488,6 +558,15 @@ def dataset_features(
     if _is_feature_file(source):
         return _feature_file_features(Path(source), dataset)
     extractor = _extractor(source, key, device, workers)
+    if extractor.members is None:
+        return _extracted_features(extractor, dataset, cache_dir, progress)
+    members = _msscr_members(extractor.members, device, workers)
+    return _msscr_features({source: _extracted_features(member, dataset, cache_dir, progress)
+                            for source, member in members.items()})
+
+
+def _extracted_features(extractor: _Extractor, dataset: EvalDataset, cache_dir, progress) -> DatasetFeatures:
+    """The features of ``extractor`` for every track of ``dataset``, through the cache."""
     paths = list(dataset.paths)
     cache_file = None
     if cache_dir is not None and extractor.identity is not None:
@@ -531,6 +610,7 @@ def evaluate(
     n_repeats: int = 5,
     n_folds: int = 10,
     seed: int = 0,
+    standardize: bool | None = None,
     n_jobs: int | None = 1,
     device: str | None = None,
     workers: int | None = None,
@@ -541,8 +621,9 @@ def evaluate(
 
     Parameters
     ----------
-    source : Model, str, path-like or callable
+    source : Model, str, path-like, list or callable
         What gives each track's features: a :class:`mtlmusic.Model`; a model name or model file;
+        a list of SS-R model names or files (their MSS-CR representation, see the module notes);
         a feature file (``.npy``/``.npz``/``.csv``/``.parquet`` written by ``mtlmusic extract``,
         rows matched to the dataset by audio path: the same absolute path, else the shortest path
         ending that tells the dataset's files apart, so a folder extracted elsewhere still matches);
@@ -560,6 +641,11 @@ def evaluate(
         warning).
     n_repeats, n_folds, seed : int
         Split design of the protocol (5 x 10 folds = 50 splits by default).
+    standardize : bool, optional
+        Standardize the features before the task's model; ``None`` keeps the protocol's default,
+        the study's choice: no for classification (the paper's linear SVM on the representation
+        as it is), yes for regression and recommendation (see
+        :mod:`~mtlmusic_training.evaluation.protocols`). The result records the setting.
     n_jobs : int or None, default 1
         Threads scoring splits.
     device : str, optional
@@ -574,7 +660,7 @@ def evaluate(
     Returns
     -------
     EvaluationResult
-        One score per split, with the mean and 95 % interval.
+        One score per split, with the mean and 95 % interval, and ``standardized``.
 
     Raises
     ------
@@ -605,6 +691,8 @@ def evaluate(
         keep[list(found.errors)] = False
         dataset, features = _subset(dataset, keep), features[keep]
     splits = {"n_repeats": n_repeats, "n_folds": n_folds, "seed": seed, "n_jobs": n_jobs}
+    if standardize is not None:
+        protocol_options["standardize"] = bool(standardize)
     if dataset.task == "classification":
         return evaluate_classification(features, dataset.labels, **splits, **protocol_options)
     if dataset.task == "regression":
