@@ -118,7 +118,7 @@ def _time(function, *args, **kwargs):
 
 def _bench_classification(rng, dim, n_jobs, _):
     X, y = _classification_data(rng, dim)
-    t_fast, fast = _time(evaluate_classification, X, y, n_jobs=n_jobs)
+    t_fast, fast = _time(evaluate_classification, X, y, n_jobs=n_jobs, standardize=True)
     reference = make_pipeline(StandardScaler(), SVC(kernel="linear", C=1.0))
     cv = RepeatedStratifiedKFold(n_splits=10, n_repeats=5, random_state=0)
     t_ref, ref = _time(cross_val_score, reference, X, y, cv=cv)

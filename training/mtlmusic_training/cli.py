@@ -10,6 +10,7 @@ Steps, each resumable::
     mtlmusic-train status RUNS
     mtlmusic-train export RUN_DIR -o model.safetensors
     mtlmusic-train eval MODEL --dataset gtzan --root GTZAN   # transfer evaluation: 50 splits, mean and interval
+    mtlmusic-train evaluate-grid RUNS -o results.csv --gtzan GTZAN ...   # every representation on every task
 
 ``DATA`` is a folder with ``manifest.csv``, ``cache/``, ``scaler.npz`` and
 ``targets/<source>.npz``.
@@ -477,7 +478,8 @@ def evaluate_grid_command(
                 datasets[dataset.name] = dataset
                 typer.echo(f"{dataset.name}: {len(dataset)} tracks")
         if not datasets:
-            raise typer.BadParameter("give at least one dataset (--gtzan, --ballroom, --fma, --irmas, --emotion, --jam)")
+            raise typer.BadParameter("give at least one dataset (--gtzan, --ballroom, --fma, --irmas, --emotion, "
+                                     "--jam)")
         summary = evaluate_grid(runs_dir, datasets, output, cache_dir=cache or default_cache_dir(),
                                 standardize=standardize, n_repeats=repeats, n_folds=folds, seed=seed,
                                 on_error="drop" if drop_failed else "raise", n_jobs=jobs, device=device,

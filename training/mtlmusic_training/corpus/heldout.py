@@ -145,7 +145,8 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
     -------
     list of dict
         One row per task and representation: ``task``, ``representation``, ``metric``,
-        ``mean``, ``low``, ``high`` (the 95 % interval) and ``n_tracks``.
+        ``mean``, ``low``, ``high`` (the 95 % interval), ``n_tracks`` and ``standardized``
+        (whether the protocol standardized the features).
 
     Examples
     --------
@@ -159,7 +160,7 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
             result = evaluate(source, dataset, cache_dir=cache_dir, n_repeats=n_repeats, seed=seed, workers=workers)
             low, high = result.interval
             rows.append({"task": task, "representation": name, "metric": result.metric, "mean": result.mean,
-                         "low": low, "high": high, "n_tracks": len(dataset)})
+                         "low": low, "high": high, "n_tracks": len(dataset), "standardized": result.standardized})
     return rows
 
 
@@ -346,8 +347,9 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
                                               if v is not None) + ".",
         "",
         "## Evaluation on the held-out part", "",
-        "The study's protocol: linear SVM (C = 1) for classification, RBF SVR for regression, on standardized "
-        "features, 5 x 10-fold cross-validation over the held-out tracks (one excerpt each); mean and 95% interval. "
+        "The study's protocol: linear SVM (C = 1) on the features as they are for classification, RBF SVR "
+        "(gamma = 1/d) on standardized features for regression, 5 x 10-fold cross-validation over the held-out "
+        "tracks (one excerpt each); mean and 95% interval. "
         "Rand is the same network untrained; MFCC is 20 MFCCs with deltas and delta-deltas, mean and std"
         + ("; musicnn is MSD_musicnn's penultimate layer (200) or mean-pool layer (753), averaged over 3 s patches"
            if any(name.startswith("musicnn") for name in names) else "") + ".",

@@ -765,9 +765,9 @@ def evaluate_recommendation(
     With ``standardize``, features are standardized once over all tracks (zero mean, unit variance
     per dimension), as in the authors' code: a cold-start item's content is known when it arrives,
     and no interaction reaches the scaler. Every split then reuses one item Gram matrix ``X X^T``
-    (of the features as given, or standardized), from which the W-step and the cold-start factors are computed exactly. Users without any training like have
-    ``U = 0`` and therefore a random ranking; they are kept in the mean when they have held-out
-    likes.
+    (of the features as given, or standardized), from which the W-step and the cold-start factors
+    are computed exactly. Users without any training like have ``U = 0`` and therefore a random
+    ranking; they are kept in the mean when they have held-out likes.
 
     Examples
     --------
