@@ -7,8 +7,9 @@ recorded as failed (the error is in its log) and the grid goes on with the
 others. Three engines:
 
 * ``local``: one run after the other in this process;
-* ``parallel=N``: N processes on this machine share the device, each taking
-  every N-th run (keeps a large GPU busy with the study's small networks);
+* ``parallel=N``: N processes on this machine, each taking every N-th run,
+  spread over every visible GPU (:func:`parallel_devices`; keeps large GPUs
+  busy with the study's small networks);
 * ``ray``: each run is a Ray task asking for ``gpus_per_run`` GPUs (a fraction
   lets several runs share one GPU); a task whose worker dies is retried and
   resumes from the run's last checkpoint. ``RUNS`` and the data folder must be
@@ -194,17 +195,15 @@ def run_grid(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run_ids: 
              log=print, **config) -> None:
     """Train the runs ``run_ids`` of :func:`~mtlmusic_training.design.design_runs` (see module docs).
 
-    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields. Runs that
-    share a GPU (``parallel``, or a fraction in ``gpus_per_run``) keep the mel cache on it only
-    when it fits their share of its memory.
+    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields. Processes that
+    share a GPU (``parallel`` above the number of GPUs, or a fraction in ``gpus_per_run``) keep the
+    mel cache on it only when it fits their share of its memory.
     Raises :class:`GridError` when some runs failed (after the others finished).
     """
     runs = {run.id: run for run in design_runs()}
     chosen = [runs[i] for i in run_ids]
     if engine == "ray" and gpus_per_run is not None and 0 < gpus_per_run < 1:
         config.setdefault("device_memory_share", gpus_per_run)
-    elif engine == "local" and parallel > 1:
-        config.setdefault("device_memory_share", 1 / parallel)
     if engine == "ray":
         failed = _run_on_ray(data_dir, runs_dir, chosen, epochs, device, seed, address, gpus_per_run,
                              cpus_per_run, log, config)
@@ -225,16 +224,34 @@ def run_grid(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run_ids: 
                         "Rerun the grid to retry them.")
 
 
+def parallel_devices(device: str, processes: int, gpus: int) -> list[str]:
+    """The device of each of ``processes`` parallel processes: the visible GPUs in turn.
+
+    ``device`` ``"auto"`` or ``"cuda"`` with ``gpus`` GPUs visible spreads the
+    processes over them; any other device (``"cpu"``, ``"cuda:1"``) is every process's.
+
+    >>> parallel_devices("auto", 5, 2), parallel_devices("cuda:1", 2, 2), parallel_devices("auto", 2, 0)
+    (['cuda:0', 'cuda:1', 'cuda:0', 'cuda:1', 'cuda:0'], ['cuda:1', 'cuda:1'], ['auto', 'auto'])
+    """
+    if device in ("auto", "cuda") and gpus > 0:
+        return [f"cuda:{k % gpus}" for k in range(processes)]
+    return [device] * processes
+
+
 def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, config) -> list[str]:
+    import torch
+
+    shares = [run_ids[k::parallel] for k in range(parallel)]
+    shares = [share for share in shares if share]
+    devices = parallel_devices(device, len(shares), torch.cuda.device_count() if torch.cuda.is_available() else 0)
     processes = []
-    options = [arg for key, value in config.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
-    for k in range(parallel):
-        share = run_ids[k::parallel]
-        if not share:
-            continue
+    for share, process_device in zip(shares, devices):
+        # Processes sharing a device share its memory too, unless told otherwise.
+        options = {"device_memory_share": 1 / devices.count(process_device), **config}
         command = [sys.executable, "-m", "mtlmusic_training.cli", "grid", str(data_dir), str(runs_dir),
-                   "--runs", ",".join(map(str, share)), "--epochs", str(epochs), "--device", device,
-                   "--seed", str(seed), *options]
+                   "--runs", ",".join(map(str, share)), "--epochs", str(epochs), "--device", process_device,
+                   "--seed", str(seed),
+                   *[arg for key, value in options.items() for arg in (f"--{key.replace('_', '-')}", str(value))]]
         processes.append(subprocess.Popen(command))
     return [f"process {k}" for k, p in enumerate(processes) if p.wait() != 0]
 

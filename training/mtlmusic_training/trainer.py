@@ -77,7 +77,7 @@ class TrainConfig:
     iterations_per_epoch: int | None = None   # default: l x m
     valid_tracks: int = 512          # validation tracks per task (fixed crops)
     data_on_device: bool | None = None  # keep the cache's training tracks on the device when they fit (None: on GPUs)
-    device_memory_share: float = 1.0  # share of the device's free memory this process may use (processes sharing it: less)
+    device_memory_share: float = 1.0  # share of the device's memory this process may use (processes sharing it: less)
     cache_dtype: str = "auto"        # on the device: "float16", "uint8" (half the memory), "auto": float16 if it fits
     amp: bool = True                 # bf16 autocast on CUDA
     channels_last: bool = True       # channels-last layout on CUDA
@@ -147,30 +147,37 @@ def load_training_data(data_dir: str | os.PathLike, sources: list[str],
 
 # --- the mel cache on the device ---------------------------------------------------------------
 
-#: Part of a process's share of a device's free memory that the mel cache may take; the rest is
-#: for training itself (networks, activations, CUDA graphs, cuDNN workspaces).
+#: Part of a process's share of a device's memory that the mel cache may take; the rest is for
+#: training itself (networks, activations, CUDA graphs, cuDNN workspaces).
 CACHE_MEMORY_FRACTION = 0.75
 #: Tensor types the cache may take on the device, in order of preference, for each ``cache_dtype``.
 CACHE_DTYPES = {"auto": (torch.float16, torch.uint8), "float16": (torch.float16,), "uint8": (torch.uint8,)}
 
 
-def cache_fits(cache_bytes: int, free_bytes: int, share: float = 1.0) -> bool:
-    """Whether a mel cache of ``cache_bytes`` may be kept on a device with ``free_bytes`` free by a process
-    entitled to ``share`` of it (see :data:`CACHE_MEMORY_FRACTION`).
+def cache_fits(cache_bytes: int, free_bytes: int, share: float = 1.0, total_bytes: int | None = None) -> bool:
+    """Whether a mel cache of ``cache_bytes`` may be kept on a device by a process entitled to ``share`` of its
+    memory (``total_bytes``, default ``free_bytes``), of which ``free_bytes`` are free now; see
+    :data:`CACHE_MEMORY_FRACTION`.
 
-    >>> cache_fits(10 << 30, 80 << 30), cache_fits(10 << 30, 80 << 30, share=0.25), cache_fits(70 << 30, 80 << 30)
+    >>> gib = 1 << 30
+    >>> cache_fits(10 * gib, 80 * gib), cache_fits(10 * gib, 80 * gib, share=0.25), cache_fits(70 * gib, 80 * gib)
     (True, True, False)
+    >>> cache_fits(28 * gib, 50 * gib, share=0.5, total_bytes=80 * gib)   # the second of two processes on a GPU
+    True
     """
-    return cache_bytes <= CACHE_MEMORY_FRACTION * share * free_bytes
+    budget = min(free_bytes, share * (free_bytes if total_bytes is None else total_bytes))
+    return cache_bytes <= CACHE_MEMORY_FRACTION * budget
 
 
-def free_memory(device: torch.device) -> int:
-    """Bytes this process could still allocate on ``device``: free GPU memory plus what PyTorch's allocator holds
-    unused (it is released first), or the host's free memory for the CPU."""
+def device_memory(device: torch.device) -> tuple[int, int]:
+    """Free and total bytes of ``device``'s memory (the host's for the CPU); free counts the memory PyTorch's
+    allocator holds unused in this process, released first."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
-        return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return torch.cuda.mem_get_info(device)
+    pages = "SC_AVPHYS_PAGES" if "SC_AVPHYS_PAGES" in os.sysconf_names else "SC_PHYS_PAGES"
+    return (os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE"),
+            os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 @dataclass
@@ -218,7 +225,7 @@ def resident_cache(cache: MelCache, tracks: np.ndarray, device: torch.device, dt
     A process holds one cache per device. A run whose tracks it holds (in a type
     ``dtype`` allows) shares it; otherwise it is replaced by one holding its tracks
     and the new ones, in the first type of :data:`CACHE_DTYPES` that fits
-    (:func:`cache_fits` with ``share``).
+    (:func:`cache_fits` with ``share`` of the device's memory).
 
     Returns
     -------
@@ -234,9 +241,9 @@ def resident_cache(cache: MelCache, tracks: np.ndarray, device: torch.device, dt
     release_resident_caches(device)
     held = None
     tracks = np.unique(tracks)
-    free = free_memory(device)
+    free, total = device_memory(device)
     for tensor_type in dtypes:
-        if cache_fits(int(cache.n_frames[tracks].sum()) * 2 * N_MELS * tensor_type.itemsize, free, share):
+        if cache_fits(int(cache.n_frames[tracks].sum()) * 2 * N_MELS * tensor_type.itemsize, free, share, total):
             floors = torch.as_tensor(cache.floors[tracks], device=device) if tensor_type == torch.uint8 else None
             held = ResidentCache(root, tracks, cache.to_tensor(device, tracks, tensor_type), floors)
             if device.type == "cuda":
@@ -376,7 +383,7 @@ class _Task:
         self.batch = batch
         self.rows = torch.as_tensor(rows, device=device)   # their rows in the crop source
         self.targets = None if targets is None else torch.as_tensor(targets[pool], device=device)
-        self.labels = torch.as_tensor(np.repeat([1, 0], batch // 2), device=device)   # self: same track?
+        self.labels = torch.as_tensor(np.repeat([1, 0], batch // 2), device=device) if self.pairs else None
         keys = ("tracks", "starts", "right_tracks", "right_starts") if self.pairs else ("tracks", "starts")
         self.plan = {key: torch.zeros((capacity, batch), dtype=torch.int64, device=device) for key in keys}
         self.host_plan: dict[str, np.ndarray] = {}
@@ -474,15 +481,16 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.sources = list(self.network.sources)
         self.scaler = data.scaler.to(self.device)
+        train_tracks = np.unique(np.concatenate([data.tasks[s].train for s in self.sources]))
+        self.iterations_per_epoch = config.iterations_per_epoch or (
+            math.ceil(len(train_tracks) / config.batch_size) * len(self.sources))
         with self._turn():
-            self.crops = self._place_cache()
-            self.capture = cuda and config.graphs and isinstance(self.crops, ResidentCache)
+            self.resident = self._place_cache(train_tracks)
+            self.host_crops = None if self.resident else _HostCrops(data.cache, self.device, config.batch_size)
+            self.capture = cuda and config.graphs and self.resident is not None
             self._graph_pool = torch.cuda.graph_pool_handle() if self.capture else None
             self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr,
                                               weight_decay=config.weight_decay, **self._adam_flags())
-            train_tracks = np.unique(np.concatenate([data.tasks[s].train for s in self.sources]))
-            self.iterations_per_epoch = config.iterations_per_epoch or (
-                math.ceil(len(train_tracks) / config.batch_size) * len(self.sources))
             self.tasks = [self._task(source) for source in self.sources]
             self.valid_batches = self._fixed_validation_batches()
         self.epoch = 0
@@ -491,12 +499,11 @@ class Trainer:
 
     # --- data -------------------------------------------------------------------------------
 
-    def _place_cache(self) -> ResidentCache | _HostCrops:
-        """The training tracks of the cache on the device when wanted and they fit, else host crops."""
+    def _place_cache(self, tracks: np.ndarray) -> ResidentCache | None:
+        """The training ``tracks`` of the cache on the device when wanted and they fit (else None: host crops)."""
         on_device = self.config.data_on_device
         if on_device is None:
             on_device = self.device.type != "cpu"
-        tracks = np.unique(np.concatenate([self.data.tasks[s].train for s in self.sources]))
         resident = on_device and resident_cache(self.data.cache, tracks, self.device, self.config.cache_dtype,
                                                 self.config.device_memory_share)
         if resident:
@@ -508,7 +515,7 @@ class Trainer:
         if on_device:
             self.log(f"{self.config.name}: crops cut in host memory (the mel cache's training tracks do not fit "
                      f"this process's share of {self.device}'s memory)")
-        return _HostCrops(self.data.cache, self.device, self.config.batch_size)
+        return None
 
     def _task(self, source: str) -> _Task:
         task = self.data.tasks[source]
@@ -521,7 +528,7 @@ class Trainer:
             batch -= batch % 2
             if batch < 4:
                 raise ValueError("The self task needs at least 4 distinct tracks per batch.")
-        rows = self.crops.rows(pool) if isinstance(self.crops, ResidentCache) else pool
+        rows = pool if self.resident is None else self.resident.rows(pool)
         return _Task(source, pool, room, rows, task.targets, batch, self.iterations_per_epoch, self.device)
 
     def _fixed_validation_batches(self) -> dict[str, list[tuple[torch.Tensor, ...]]]:
@@ -560,11 +567,11 @@ class Trainer:
 
     def _input(self, task: _Task, step: dict[str, torch.Tensor], side: str = "") -> torch.Tensor:
         """Standardized crops of this step (``side`` ``"right_"``: the right crops of self pairs)."""
-        if isinstance(self.crops, ResidentCache):
-            db = self.crops.crops(task.rows.index_select(0, step[side + "tracks"]), step[side + "starts"])
+        if self.resident is not None:
+            db = self.resident.crops(task.rows.index_select(0, step[side + "tracks"]), step[side + "starts"])
         else:
             plan, i = task.host_plan, task.steps
-            db = self.crops(task.pool[plan[side + "tracks"][i]], plan[side + "starts"][i])
+            db = self.host_crops(task.pool[plan[side + "tracks"][i]], plan[side + "starts"][i])
         return self._standardize(db)
 
     # --- loss and step ----------------------------------------------------------------------
@@ -613,14 +620,17 @@ class Trainer:
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
-        """This run's CUDA stream and dropout random state, for work of the run (re-entrant)."""
+        """This run's GPU, CUDA stream and dropout random state, for work of the run (re-entrant)."""
         if self._in_turn:
             yield
             return
         self._in_turn = True
         try:
-            stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
-            with stream, self._dropout.active():
+            with contextlib.ExitStack() as stack:
+                if self.stream is not None:
+                    stack.enter_context(torch.cuda.device(self.device))
+                    stack.enter_context(torch.cuda.stream(self.stream))
+                stack.enter_context(self._dropout.active())
                 yield
         finally:
             self._in_turn = False
