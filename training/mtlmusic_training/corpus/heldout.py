@@ -237,7 +237,8 @@ def corpus_tables(corpus_dir: str | os.PathLike) -> str:
     table["part"] = table["corpus"].map({"soundtrack": "recorded and tracker music (Debian packages)",
                                          "midi": "MIDI pieces of Debian packages, rendered",
                                          "music21": "music21 scores, rendered"})
-    lines = ["| part | classes | tracks (train / valid / test) | excerpts | minutes |", "|---|---|---|---|---|"]
+    lines = ["| part | classes | tracks (train / valid / test) | excerpts | minutes of excerpts |",
+             "|---|---|---|---|---|"]
     for part, rows in table.groupby("part", sort=False):
         classes = rows["soundtrack"].where(rows["corpus"] != "music21", rows["style"]).nunique()
         tracks = rows.groupby("split")["source_track"].nunique().reindex(["train", "valid", "test"], fill_value=0)
@@ -245,7 +246,7 @@ def corpus_tables(corpus_dir: str | os.PathLike) -> str:
                      f"{rows['duration'].sum() / 60:.0f} |")
     minutes = (table.groupby("licence")["duration"].sum() / 60).sort_values(ascending=False)
     shown = minutes.iloc[:12]
-    lines += ["", "| licence (as the package states it) | minutes |", "|---|---|"]
+    lines += ["", "| licence (as the package states it) | minutes of excerpts |", "|---|---|"]
     lines += [f"| {licence or 'unknown'} | {value:.0f} |" for licence, value in shown.items()]
     if len(minutes) > len(shown):
         lines.append(f"| {len(minutes) - len(shown)} other licence statements | {minutes.iloc[12:].sum():.0f} |")
