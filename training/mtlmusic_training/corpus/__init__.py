@@ -1,31 +1,30 @@
-"""An open training corpus: Debian game soundtracks plus music21 scores rendered with FluidSynth.
+"""An open training corpus: Debian game music, rendered MIDI packages and music21 scores, in 30 s excerpts.
 
 The study's training data (Million Song Dataset previews with Last.fm, Echo Nest,
 musiXmatch and CDR targets) cannot be had here, so the project's own models are
-trained on real music that any Debian machine can install. The recipe has four
-steps, each resumable and each writing into one corpus folder:
+trained on real music that any Debian machine can install. Each step is
+resumable and writes into one corpus folder:
 
-1. :func:`build_soundtrack_corpus` (:mod:`.soundtracks`) lists the music of eight
-   Debian soundtrack packages (recorded, produced audio; GPL, CC-BY and CC-BY-SA
-   licences) with their soundtrack, composer (Vorbis tags), duration and licence
-   (the package's ``debian/copyright``). The audio stays where the packages put it.
-2. :func:`build_music21_corpus` (:mod:`.renders`) renders pieces of five styles of
-   the music21 corpus (Bach chorales, Palestrina, Monteverdi madrigals, Trecento,
-   Classical string quartets) with FluidSynth, one General MIDI program per piece
-   drawn independently of the style and a tempo drawn independently of the style.
-3. :func:`build_manifest` (:mod:`.splits`) splits both into train / valid / test by
-   track or work (never by slice), stratified by soundtrack or style.
+1. Track tables, the audio staying where the packages put it:
+   :func:`build_soundtrack_corpus` (:mod:`.soundtracks`, eight soundtrack packages),
+   :func:`fetch_packages` and :func:`build_debian_corpus` (:mod:`.debian`, the
+   recorded and tracker music of the game-data packages of the package list shipped
+   with the code), each track with its package, composer, duration and licence.
+2. Renders: :func:`build_midi_corpus` (:mod:`.midi`, the MIDI pieces of Debian
+   packages, their own programs, one of three soundfonts per piece) and
+   :func:`build_music21_corpus` (:mod:`.renders`, five styles of the music21 corpus,
+   one General MIDI program, tempo and soundfont per piece drawn independently of
+   the style).
+3. :func:`build_manifest` (:mod:`.splits`) splits the tracks into train / valid /
+   test by track or work, stratified by package or style, then
+   :func:`cut_excerpts` (:mod:`.excerpts`) cuts each into 30 s excerpts that keep
+   their track's split.
 4. :func:`compute_audio_descriptors` (:mod:`.descriptors`) computes
-   algorithm-derived descriptors of every track and :func:`compute_opencorpus_targets`
+   algorithm-derived descriptors of every excerpt and :func:`compute_opencorpus_targets`
    (:mod:`.sources`) turns them, and the composer labels, into the learning targets
    of :mod:`mtlmusic_training.targets`.
 
-More recorded music: :func:`fetch_packages` and :func:`build_debian_corpus`
-(:mod:`.debian`) list the music of the game-data packages of the package list
-shipped with the code (``debian.csv``), and :func:`excerpt_windows` their 30 s
-excerpts.
-
-:func:`build_open_corpus` (:mod:`.build`) runs all four;
+:func:`build_open_corpus` (:mod:`.build`) runs steps 1 (soundtracks), 2 (music21) to 4;
 :func:`compute_timbre_targets` (:mod:`.timbre`) adds the ``timbre`` source, and
 :mod:`.heldout` (not imported here: it loads the evaluation stack) scores models
 on the held-out part and writes the default model's card. Getting the
@@ -36,7 +35,7 @@ music)::
     mkdir -p ~/open-music && cd ~/open-music
     apt-get download warzone2100-music ufoai-music planetblupi-music-ogg wesnoth-1.16-music \\
         nexuiz-music singularity-music hyperrogue-music asc-music
-    for f in *.deb; do dpkg -x "$f" "x/${f%%_*}"; done
+    mkdir -p x && for f in *.deb; do dpkg -x "$f" "x/${f%%_*}"; done
     find x -name '*.pk3' -execdir unzip -oq {} \\;
 
 Rendering needs ``apt-get install fluidsynth fluid-soundfont-gm`` and
