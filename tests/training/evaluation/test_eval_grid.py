@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
@@ -11,6 +10,7 @@ from mtlmusic.architectures import assemble_msscr, build_network, model_name
 from mtlmusic.errors import ConfigError
 from mtlmusic.model import Model
 from mtlmusic.modelfile import feature_names, save_model_file
+from gtzan_clips import write_gtzan
 from mtlmusic_training.cli import app
 from mtlmusic_training.evaluation import (
     RESULT_COLUMNS,
@@ -26,7 +26,6 @@ from mtlmusic_training.evaluation import (
 from mtlmusic_training.evaluation.analysis import load_results, representation_means
 from samples import random_scaler
 
-SR = 22050
 SPLITS = {"n_repeats": 1, "n_folds": 3}
 NETWORKS = (("SS-R", ("bpm",)), ("SS-R", ("tag",)), ("MS-CR@2", ("bpm", "tag")))
 
@@ -37,18 +36,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _clip(genre: str, n: int) -> np.ndarray:
-    """1.2 s stereo: a low steady tone for 'blues', a high chirp for 'rock', a little noise each."""
-    rng = np.random.default_rng(n)
-    t = np.arange(int(1.2 * SR)) / SR
-    if genre == "blues":
-        y = 0.5 * np.sin(2 * np.pi * (150 + 10 * n) * t)
-    else:
-        y = 0.3 * np.sin(2 * np.pi * (3000 + 400 * n + 2000 * t) * t)
-    y = y + 0.01 * rng.standard_normal(t.size)
-    return np.stack([y, y], axis=1).astype(np.float32)
 
 
 def _network(architecture, sources, seed):
@@ -63,13 +50,7 @@ def _network(architecture, sources, seed):
 
 @pytest.fixture(scope="module")
 def gtzan(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gtzan")
-    for genre in ("blues", "rock"):
-        folder = root / "genres" / genre
-        folder.mkdir(parents=True)
-        for n in range(5):
-            sf.write(folder / f"{genre}.{n:05d}.wav", _clip(genre, n), SR)
-    return root
+    return write_gtzan(tmp_path_factory.mktemp("gtzan"), clips=5, seconds=1.2)
 
 
 @pytest.fixture(scope="module")

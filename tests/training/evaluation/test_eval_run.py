@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
 import mtlmusic
 import mtlmusic.model
 import mtlmusic_training.evaluation.run as evaluation_run
+from gtzan_clips import write_gtzan
 from mtlmusic_training.cli import app
 from mtlmusic.errors import AudioError, ConfigError
 from mtlmusic_training.evaluation import (
@@ -36,27 +36,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _clip(genre: str, n: int) -> np.ndarray:
-    """1 s stereo: a low steady tone for 'blues', a high chirp for 'rock', a little noise each."""
-    rng = np.random.default_rng(n)
-    t = np.arange(SR) / SR
-    if genre == "blues":
-        y = 0.5 * np.sin(2 * np.pi * (150 + 10 * n) * t)
-    else:
-        y = 0.3 * np.sin(2 * np.pi * (3000 + 400 * n + 2000 * t) * t)
-    y = y + 0.01 * rng.standard_normal(t.size)
-    return np.stack([y, y], axis=1).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def gtzan_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gtzan")
-    for genre in ("blues", "rock"):
-        folder = root / "genres" / genre
-        folder.mkdir(parents=True)
-        for n in range(6):
-            sf.write(folder / f"{genre}.{n:05d}.wav", _clip(genre, n), SR)
-    return root
+    return write_gtzan(tmp_path_factory.mktemp("gtzan"), clips=6, seconds=1.0)
 
 
 @pytest.fixture(scope="module")
