@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mtlmusic_training.cli import app
@@ -43,6 +45,38 @@ def test_a_failed_run_is_recorded_and_the_others_finish(data_dir, tmp_path):
     log = CliRunner().invoke(app, ["status", str(runs), "--log", "ssr-year", "--tail", "0"])
     assert log.exit_code == 0 and "Traceback" in log.output
     assert CliRunner().invoke(app, ["status", str(runs), "--log", "no-such-run"]).exit_code == 2
+
+
+def test_runs_trained_together_learn_what_they_learn_alone(data_dir, tmp_path):
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    run_grid(data_dir, alone, TWO_RUNS, epochs=2, device="cpu", log=lambda _: None, **SMALL)
+    with pytest.raises(GridError, match="ssr-year"):
+        run_grid(data_dir, together, [IDS["ssr-year"], *TWO_RUNS], epochs=2, device="cpu", together=3,
+                 log=lambda _: None, **SMALL)
+    assert _states(together) == {"ssr-year": "failed", "ssr-bpm": "done", "ssr-tag": "done"}
+    for name in ("ssr-bpm", "ssr-tag"):
+        expected = load_file(alone / "models" / f"{name}.safetensors")
+        got = load_file(together / "models" / f"{name}.safetensors")
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
+def test_a_run_failing_while_trained_together_does_not_stop_the_others(data_dir, tmp_path, monkeypatch):
+    from mtlmusic_training import trainer as trainer_module
+
+    step = trainer_module.Trainer._step
+
+    def failing_step(self, task):
+        if self.config.sources == ["tag"] and task.steps == 2:
+            raise RuntimeError("device lost")
+        step(self, task)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_step", failing_step)
+    runs = tmp_path / "runs"
+    with pytest.raises(GridError, match="ssr-tag"):
+        run_grid(data_dir, runs, TWO_RUNS, epochs=2, device="cpu", together=2, log=lambda _: None, **SMALL)
+    assert _states(runs) == {"ssr-bpm": "done", "ssr-tag": "failed"}
+    assert "RuntimeError: device lost" in (runs / "ssr-tag" / "train.log").read_text()
 
 
 def _training_workers():

@@ -1,120 +1,20 @@
-"""The MSD adapter on a miniature Million Song Dataset written in the published layouts.
+"""The MSD adapter on the miniature Million Song Dataset of ``msd_fixture`` (its table: which track has what)."""
 
-Tracks 1-6 have audio (tracks 2 and 4 named by 7digital id); tracks 9-12 have
-none. Tracks 1, 2 and 6 have every source: the intersection.
-
-===== ====== ============== ========== =========== ============== ==== =====
-track artist Last.fm tags   taste      musiXmatch  tagtraum       year tempo
-===== ====== ============== ========== =========== ============== ==== =====
-1     AR1    rock, indie    u1         train       Rock           2001 120
-2     AR1    rock           u2         test        Rock, Pop      1995 95
-3     AR2    jazz           u1         train       Jazz           1960 0
-4     AR2    jazz           u3         train       Jazz           0    88
-5     AR3    --             u2         train       Electronic     2010 128
-6     AR3    electronic     u1         test        Electronic     2012 130
-9     AR1    only-t9, rock  --         --          Rock           1999 100
-10    AR3    ambient        --         --          --             2011 90
-11    AR9    rock           --         --          --             2000 110
-===== ====== ============== ========== =========== ============== ==== =====
-"""
-
-import csv
 import json
 import sqlite3
 import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from mtlmusic.errors import ConfigError
 from mtlmusic_training.datasets import load_msd, read_msd_metadata
-
-ARTISTS = {1: "AR1", 2: "AR1", 3: "AR2", 4: "AR2", 5: "AR3", 6: "AR3", 9: "AR1", 10: "AR3", 11: "AR9", 12: "AR9"}
-YEARS = {1: 2001, 2: 1995, 3: 1960, 4: 0, 5: 2010, 6: 2012, 9: 1999, 10: 2011, 11: 2000, 12: 2003}
-TEMPI = {1: 120.0, 2: 95.0, 3: 0.0, 4: 88.0, 5: 128.0, 6: 130.0, 9: 100.0, 10: 90.0, 11: 110.0, 12: 105.0}
-#: 7digital ids; 7011 names two tracks, so it matches neither.
-SEVEN_DIGITAL = {1: 7001, 2: 7002, 3: 7003, 4: 7004, 5: 7005, 6: 7006, 9: 7009, 10: 7010, 11: 7011, 12: 7011}
-TAGS = ["rock", "indie", "jazz", "electronic", "only-t9", "ambient", "unused"]
-TRACK_TAGS = {1: {"rock": 100, "indie": 50}, 2: {"rock": 80}, 3: {"jazz": 100}, 4: {"jazz": 30},
-              6: {"electronic": 100}, 9: {"only-t9": 100, "rock": 20}, 10: {"ambient": 60}, 11: {"rock": 10}}
-WORDS = ["love", "baby", "night", "blue", "moon"]
-
-
-def tid(i: int) -> str:
-    return f"TRMSD{i:013d}"
-
-
-def sid(i: int) -> str:
-    return f"SOMSD{i:013d}"
-
-
-def write_clip(path, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(2205) / 22050)
-    sf.write(path, np.stack([tone, tone], axis=1), 22050, format=fmt)
+from msd_fixture import ARTISTS, SEVEN_DIGITAL, TAGS, TEMPI, WORDS, YEARS, tid, write_msd
 
 
 @pytest.fixture
 def msd(tmp_path):
-    audio = tmp_path / "previews"
-    write_clip(audio / "M" / "S" / "D" / f"{tid(1)}.wav", "WAV")
-    write_clip(audio / "extra" / f"{tid(1)}.flac", "FLAC")         # a second copy of track 1
-    write_clip(audio / "7002.clip.wav", "WAV")
-    write_clip(audio / f"{tid(3)}.flac", "FLAC")
-    write_clip(audio / "7" / "7004.flac", "FLAC")
-    write_clip(audio / f"{tid(5)}.wav", "WAV")
-    write_clip(audio / "M" / "S" / "D" / f"{tid(6)}.wav", "WAV")
-    write_clip(audio / "8888.clip.wav", "WAV")                      # no track has this 7digital id
-    write_clip(audio / "7011.clip.wav", "WAV")                      # two tracks have it
-    write_clip(audio / "cover.wav", "WAV")
-    (audio / "readme.txt").write_text("not audio")
-
-    db = sqlite3.connect(tmp_path / "lastfm_tags.db")
-    db.execute("CREATE TABLE tags (tag TEXT, CONSTRAINT tag_unique UNIQUE (tag))")
-    db.execute("CREATE TABLE tids (tid TEXT, CONSTRAINT tid_unique UNIQUE (tid))")
-    db.execute("CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT)")
-    db.executemany("INSERT INTO tags VALUES (?)", [(tag,) for tag in TAGS])
-    tracks = sorted(TRACK_TAGS)
-    db.executemany("INSERT INTO tids VALUES (?)", [(tid(i),) for i in tracks])
-    db.executemany("INSERT INTO tid_tag VALUES (?, ?, ?)",
-                   [(tracks.index(i) + 1, TAGS.index(tag) + 1, float(val))
-                    for i in tracks for tag, val in TRACK_TAGS[i].items()])
-    db.commit()
-    db.close()
-
-    db = sqlite3.connect(tmp_path / "track_metadata.db")
-    db.execute("CREATE TABLE songs (track_id text PRIMARY KEY, title text, song_id text, release text, "
-               "artist_id text, artist_mbid text, artist_name text, duration real, artist_familiarity real, "
-               "artist_hotttnesss real, year int)")
-    db.executemany("INSERT INTO songs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(tid(i), f"Song {i}", sid(i), "An Album", ARTISTS[i], "", f"Artist {ARTISTS[i]}", 30.0, 0.5,
-                     0.4, YEARS[i]) for i in ARTISTS])
-    db.commit()
-    db.close()
-
-    with open(tmp_path / "metadata.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["track_id", "tempo", "7digital_id"])
-        writer.writerows([tid(i), TEMPI[i], SEVEN_DIGITAL[i]] for i in ARTISTS)
-
-    (tmp_path / "unique_tracks.txt").write_text("".join(f"{tid(i)}<SEP>{sid(i)}<SEP>Artist<SEP>Song {i}\n"
-                                                        for i in ARTISTS))
-    plays = {1: "u1", 2: "u2", 3: "u1", 4: "u3", 5: "u2", 6: "u1"}
-    (tmp_path / "train_triplets.txt").write_text("".join(f"{user}\t{sid(i)}\t{i}\n" for i, user in plays.items()))
-
-    header = "# musiXmatch dataset\n# words stemmed\n%" + ",".join(WORDS) + "\n"
-    (tmp_path / "mxm_dataset_train.txt").write_text(
-        header + "".join(f"{tid(i)},{100 + i},1:{i},{i % 5 + 1}:2\n" for i in (1, 3, 4, 5)))
-    (tmp_path / "mxm_dataset_test.txt").write_text(
-        header + "".join(f"{tid(i)},{100 + i},2:1,5:{i}\n" for i in (2, 6)))
-
-    (tmp_path / "msd_tagtraum_cd2.cls").write_text(
-        "# tagtraum industries, CD2\n# track_id\tmajority\tminority\n" + "".join(
-            f"{tid(i)}\t{genres}\n" for i, genres in
-            [(1, "Rock"), (2, "Rock\tPop"), (3, "Jazz"), (4, "Jazz"), (5, "Electronic"), (6, "Electronic"),
-             (9, "Rock")]))
-    return tmp_path
+    return write_msd(tmp_path)
 
 
 def sources(msd, **overrides) -> dict:

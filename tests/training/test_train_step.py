@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import typer
 
 from mtlmusic_training import grid, trainer as trainer_module
+from mtlmusic_training.cli import app
 from mtlmusic_training.melcache import UINT8_DB_STEP, MelCache
 from mtlmusic_training.trainer import (TaskData, Trainer, TrainConfig, TrainingData, cache_fits, draw_epoch,
                                        load_training_data, release_resident_caches, resident_cache, train_together)
@@ -275,5 +277,11 @@ def test_parallel_processes_are_spread_over_the_gpus(data_dir, tmp_path, monkeyp
     assert [float(option(c, "--device-memory-share")) for c in commands] == [0.5, 1.0, 0.5]
     assert all(option(c, "--batch-size") == "8" for c in commands)
     commands.clear()
-    grid.run_grid(data_dir, tmp_path / "runs", [1, 2], parallel=2, device="cpu", device_memory_share=0.3)
+    grid.run_grid(data_dir, tmp_path / "runs", [1, 2], parallel=2, device="cpu", device_memory_share=0.3, together=2,
+                  graphs=False, cache_dtype="uint8")
     assert [(option(c, "--device"), option(c, "--device-memory-share")) for c in commands] == [("cpu", "0.3")] * 2
+    # Each process's command line is one that `mtlmusic-train grid` accepts, options included.
+    grid_command = typer.main.get_command(app).commands["grid"]
+    for command in commands:
+        options = grid_command.make_context("grid", command[command.index("grid") + 1:]).params
+        assert (options["together"], options["graphs"], options["cache_dtype"]) == (2, False, "uint8")

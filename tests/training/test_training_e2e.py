@@ -112,11 +112,15 @@ def test_command_line_steps(data_dir, tmp_path):
     ids = {run.name: run.id for run in design_runs()}
     chosen = f"{ids['ssr-bpm']},{ids['ssr-tag']}"
     runs = tmp_path / "runs"
-    result = runner.invoke(app, ["grid", str(data), str(runs), "--runs", chosen, "--epochs", "1", "--device", "cpu"])
+    result = runner.invoke(app, ["grid", str(data), str(runs), "--runs", chosen, "--epochs", "1", "--device", "cpu",
+                                 "--together", "2"])
     assert result.exit_code == 0, result.output
     assert (runs / "models" / "ssr-bpm.safetensors").exists() and (runs / "models" / "ssr-tag.safetensors").exists()
     again = runner.invoke(app, ["grid", str(data), str(runs), "--runs", chosen, "--epochs", "1", "--device", "cpu"])
     assert again.output.count("done, skipped") == 2
+    refused = runner.invoke(app, ["run", str(data), str(tmp_path / "two"), "--arch", "SS-R", "--sources", "bpm",
+                                  "--cache-dtype", "int8"])
+    assert refused.exit_code == 2 and "Unknown cache_dtype 'int8'" in refused.output
 
     status = runner.invoke(app, ["status", str(runs)])
     assert status.output.count(" done ") == 2 and "2 done, 88 pending" in status.output

@@ -8,9 +8,10 @@ Steps, each resumable::
     mtlmusic-train run DATA RUN_DIR --arch MS-CR@2 --sources self,bpm,tag
     mtlmusic-train grid DATA RUNS --runs 1-90     # skips finished runs, resumes interrupted ones
     mtlmusic-train status RUNS
-    mtlmusic-train export RUN_DIR -o model.safetensors
+    mtlmusic-train export RUN_DIR DATA -o model.safetensors
     mtlmusic-train eval MODEL --dataset gtzan --root GTZAN   # transfer evaluation: 50 splits, mean and interval
     mtlmusic-train evaluate-grid RUNS -o results.csv --gtzan GTZAN ...   # every representation on every task
+    mtlmusic-train analyse results.csv -o analysis/   # the paper's tables and figures (section 5)
 
 ``DATA`` is a folder with ``manifest.csv``, ``cache/``, ``scaler.npz`` and
 ``targets/<source>.npz``.
@@ -18,8 +19,10 @@ Steps, each resumable::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +33,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 app = typer.Typer(help="Reproduce the study: mel cache, targets, design, training, export, evaluation.",
                   no_args_is_help=True, add_completion=False)
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, whatever the terminal width
+
+
+@contextlib.contextmanager
+def _errors_as_messages(*errors: type[Exception], prefix: str = "error: ") -> Iterator[None]:
+    """End the command with one line and exit code 2, not a traceback, on an MtlmusicError or one of ``errors``."""
+    from mtlmusic.errors import MtlmusicError
+
+    try:
+        yield
+    except (MtlmusicError, *errors) as err:
+        err_console.print(f"{prefix}{err}", highlight=False, markup=False)
+        raise typer.Exit(2)
 
 
 def _write_prepared(prepared, data: Path, seed: int) -> None:
@@ -46,6 +61,11 @@ def _write_prepared(prepared, data: Path, seed: int) -> None:
     typer.echo(f"{len(prepared.manifest)} tracks in the manifest; {report['with_every_source']} tracks have data for "
                f"every source ({', '.join(sorted(prepared.sources)) or 'none'})")
     typer.echo(json.dumps(report, indent=2))
+
+
+CACHE_DTYPE_HELP = ("On a GPU, how the cache's training tracks are kept there: float16, uint8 (half the memory, "
+                    "within 0.16 dB) or auto (float16 when it fits).")
+GRAPHS_HELP = "On a GPU with the cache on it, replay each task's step as a CUDA graph."
 
 
 REQUIRE_HELP = "Sources every track must have data for, comma-separated, or 'all'."
@@ -66,7 +86,8 @@ def prepare_fma(root: Path = typer.Argument(..., help="Folder with fma_metadata/
     """
     from .datasets import load_fma
 
-    _write_prepared(load_fma(root, size=size, require="all" if require_all else require), data, seed)
+    with _errors_as_messages():
+        _write_prepared(load_fma(root, size=size, require="all" if require_all else require), data, seed)
 
 
 @app.command("prepare-msd")
@@ -90,11 +111,12 @@ def prepare_msd(audio: Path = typer.Argument(..., help="Folder of MSD previews n
     """Manifest and learning targets for the study's eight sources from the Million Song Dataset files."""
     from .datasets import load_msd
 
-    prepared = load_msd(audio, lastfm_tags=lastfm_tags, taste_triplets=taste_triplets, unique_tracks=unique_tracks,
-                        taste_mismatches=taste_mismatches, musixmatch=musixmatch or None,
-                        metadata=metadata or None, genres=genres, require="all" if require_all else require,
-                        seed=seed)
-    _write_prepared(prepared, data, seed)
+    with _errors_as_messages():
+        prepared = load_msd(audio, lastfm_tags=lastfm_tags, taste_triplets=taste_triplets,
+                            unique_tracks=unique_tracks, taste_mismatches=taste_mismatches,
+                            musixmatch=musixmatch or None, metadata=metadata or None, genres=genres,
+                            require="all" if require_all else require, seed=seed)
+        _write_prepared(prepared, data, seed)
 
 
 @app.command()
@@ -140,14 +162,18 @@ def run(data: Path = typer.Argument(..., help="Prepared data folder."),
         device: str = typer.Option("auto"), seed: int = typer.Option(0),
         max_minutes: Optional[float] = typer.Option(None, help="Stop after the epoch that passes this training time "
                                                                "(rerun to continue)."),
-        export: Optional[Path] = typer.Option(None, help="Write the model file here when finished.")) -> None:
+        export: Optional[Path] = typer.Option(None, help="Write the model file here when finished."),
+        cache_dtype: str = typer.Option("auto", help=CACHE_DTYPE_HELP),
+        graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP)) -> None:
     """Train one network (Algorithm 1); rerun the same command to resume."""
     from .trainer import Trainer, TrainConfig, load_training_data
 
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
-    config = TrainConfig(arch, source_list, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                         iterations_per_epoch=iterations_per_epoch)
-    trainer = Trainer(config, load_training_data(data, source_list), run_dir, log=typer.echo)
+    with _errors_as_messages():
+        config = TrainConfig(arch, source_list, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                             seed=seed, iterations_per_epoch=iterations_per_epoch, cache_dtype=cache_dtype,
+                             graphs=graphs)
+        trainer = Trainer(config, load_training_data(data, source_list), run_dir, log=typer.echo)
     trainer.train(max_minutes=max_minutes)
     if export and trainer.epoch < config.epochs:
         typer.echo(f"stopped after epoch {trainer.epoch} of {config.epochs} (time budget); rerun to continue")
@@ -170,7 +196,11 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
                                                                  "train four runs per GPU (default: 1 on GPU clusters)."),
          cpus_per_run: float = typer.Option(1.0, min=0.01, help="With --engine ray: CPUs per run."),
          device_memory_share: Optional[float] = typer.Option(
-             None, min=0.01, max=1.0, help="Share of the GPU's free memory a run may use (default: 1/parallel, or --gpus-per-run).")
+             None, min=0.01, max=1.0, help="Share of the GPU's free memory a run may use (default: 1/parallel, or --gpus-per-run)."),
+         together: int = typer.Option(1, min=1, help="Runs trained at once in each process, one step of each in turn "
+                                                     "on its own CUDA stream, sharing the cache (local engine)."),
+         cache_dtype: str = typer.Option("auto", help=CACHE_DTYPE_HELP),
+         graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP)
          ) -> None:
     """Train a range of the study's 90 networks, skipping finished ones and resuming interrupted ones.
 
@@ -180,7 +210,7 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
 
     from .grid import GridError, parse_range, run_grid
 
-    config = {"batch_size": batch_size, "lr": lr}
+    config = {"batch_size": batch_size, "lr": lr, "cache_dtype": cache_dtype, "graphs": graphs}
     if iterations_per_epoch:
         config["iterations_per_epoch"] = iterations_per_epoch
     if device_memory_share:
@@ -188,7 +218,7 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
     try:
         run_grid(data, runs_dir, parse_range(runs, 90), epochs=epochs, device=device, seed=seed, parallel=parallel,
                  engine=engine, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
-                 log=typer.echo, **config)
+                 together=together, log=typer.echo, **config)
     except (GridError, MtlmusicError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1 if isinstance(err, GridError) else 2)
@@ -448,8 +478,6 @@ def evaluate_grid_command(
     One row per split is appended to the results table as each (representation, dataset) pair finishes; rerun the
     same command to resume. Datasets not given are skipped. Exit code 1 when some pairs failed (rerun to retry them).
     """
-    from mtlmusic.errors import MtlmusicError
-
     from .evaluation import (JAM_MIN_LIKES, load_ballroom, load_fma_medium, load_gtzan, load_irmas,
                              load_mediaeval_emotion, load_thisismyjam, paper_subsample)
     from .evaluation.grid import evaluate_grid
@@ -469,7 +497,7 @@ def evaluate_grid_command(
         err_console.print("error: --jam needs --jam-audio.", highlight=False, markup=False)
         raise typer.Exit(2)
     datasets = {}
-    try:
+    with _errors_as_messages():
         for name, (root, load) in loaders.items():
             if root is None:
                 typer.echo(f"{name}: no folder given, skipped")
@@ -484,12 +512,44 @@ def evaluate_grid_command(
                                 standardize=standardize, n_repeats=repeats, n_folds=folds, seed=seed,
                                 on_error="drop" if drop_failed else "raise", n_jobs=jobs, device=device,
                                 workers=workers, log=typer.echo)
-    except MtlmusicError as err:
-        err_console.print(f"error: {err}", highlight=False, markup=False)
-        raise typer.Exit(2)
     typer.echo(f"{summary.scored} scored, {summary.skipped} already in {output}, {len(summary.failed)} failed")
     if summary.failed:
         raise typer.Exit(1)
+
+
+@app.command("analyse")
+def analyse_command(
+    results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results table (CSV) of "
+                                                                          "`mtlmusic-train evaluate-grid`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the tables and figures."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a folder that already holds files, "
+                                                              "replacing those of the same names."),
+) -> None:
+    """The paper's analysis (section 5): its tables as CSV and Markdown, its figures as PNG with their numbers."""
+    import math
+
+    import pandas as pd
+
+    from .evaluation.analysis import analyze
+
+    if output.exists() and not output.is_dir():
+        raise typer.BadParameter(f"{output} is a file, not a folder", param_hint="'-o' / '--output'")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise typer.BadParameter(f"{output} is not empty; give --overwrite to write into it, or another folder",
+                                 param_hint="'-o' / '--output'")
+    with _errors_as_messages(pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+                             prefix=f"error: cannot analyse {results}: "):
+        report = analyze(results, output)
+    figures = sum(path.suffix == ".png" for path in report.files)
+    tables = sum(path.suffix == ".md" for path in report.files)
+    typer.echo(f"{len(report.results)} scores of {report.results['representation'].nunique()} representations on "
+               f"{report.results['dataset'].nunique()} datasets: {tables} tables and {figures} figures "
+               f"({len(report.files)} files) in {output}")
+    rho = report.spearman.loc["mean", "rho"]
+    if not math.isnan(rho):
+        typer.echo(f"mean Spearman rho, sources ranked by SS-R score and by variance component: {rho:.3f}")
+    for note in report.notes:
+        typer.echo(note)
 
 
 @app.command("eval")
@@ -525,7 +585,6 @@ def evaluate_command(
 
     Features are extracted once per (model, dataset) and kept in the cache folder.
     """
-    from mtlmusic.errors import MtlmusicError
     from mtlmusic.files import atomic_path
 
     from .evaluation import (JAM_MIN_LIKES, evaluate, load_ballroom, load_fma_medium, load_gtzan, load_irmas,
@@ -552,7 +611,7 @@ def evaluate_command(
         err_console.print("error: --dataset jam needs --tracks, the audio of the tracks.",
                           highlight=False, markup=False)
         raise typer.Exit(2)
-    try:
+    with _errors_as_messages():
         data = loaders[dataset]()
         with Progress(TextColumn("[bold]features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, disable=quiet, transient=True) as progress:
@@ -561,9 +620,6 @@ def evaluate_command(
                               else "raise", n_repeats=repeats, n_folds=folds, seed=seed, standardize=standardize,
                               device=device, workers=workers,
                               progress=lambda done, total: progress.update(task, completed=done))
-    except MtlmusicError as err:
-        err_console.print(f"error: {err}", highlight=False, markup=False)
-        raise typer.Exit(2)
     low, high = result.interval
     sys.stdout.write(f"{data.name} ({len(data)} tracks), {source}: {result.metric} {result.mean:.4f} "
                      f"(95% interval {low:.4f} to {high:.4f}, {result.n_splits} splits)\n")

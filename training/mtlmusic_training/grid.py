@@ -41,7 +41,7 @@ from mtlmusic.files import atomic_path
 
 from .design import Run, design_runs
 from .melcache import MelCache
-from .trainer import Trainer, TrainConfig, load_training_data
+from .trainer import Trainer, TrainConfig, load_training_data, train_together
 
 
 def parse_range(spec: str | None, n: int) -> list[int]:
@@ -148,6 +148,54 @@ class _RunRecorder:
             tmp.write_text(json.dumps(self.state))
 
 
+class _GridRun:
+    """One run of the grid in ``RUNS/<name>/``: its trainer, its records, its export (see :func:`train_run`)."""
+
+    def __init__(self, runs_dir: Path, run: Run, log):
+        self.run = run
+        self.folder = runs_dir / run.name
+        self.model_path = runs_dir / "models" / f"{run.name}.safetensors"
+        self.log = log
+        self.recorder: _RunRecorder | None = None
+
+    @property
+    def finished(self) -> bool:
+        return (self.folder / "done").exists() and self.model_path.exists()
+
+    def start(self, data_dir, epochs: int, device: str, seed: int, cache: MelCache | None, config: dict) -> Trainer:
+        """The run's trainer, resumed from its checkpoint if it has one."""
+        self.recorder = _RunRecorder(self.folder, self.log)
+        try:
+            data = load_training_data(data_dir, list(self.run.sources), cache=cache)
+            train_config = TrainConfig(self.run.architecture, list(self.run.sources), epochs=epochs, device=device,
+                                       seed=seed, **config)
+            return Trainer(train_config, data, self.folder, log=self.recorder.log)
+        except Exception as err:
+            self.fail(err)
+            raise
+
+    def finish(self, trainer: Trainer) -> Path:
+        """Export the trained run and mark it done."""
+        try:
+            trainer.export(self.model_path, info={"design_run": self.run.id, "role": self.run.role}, overwrite=True)
+        except Exception as err:
+            self.fail(err)
+            raise
+        self.recorder.log(f"run {self.run.id} {self.run.name}: exported to {self.model_path}")
+        self.recorder.finish("done")
+        return self.model_path
+
+    def fail(self, err: BaseException) -> None:
+        """Record a failure (with its traceback) or an interruption."""
+        if isinstance(err, KeyboardInterrupt):
+            self.recorder.finish("interrupted")
+            return
+        self.recorder.log(f"run {self.run.id} {self.run.name}: failed: {type(err).__name__}: {err}")
+        with open(self.folder / "train.log", "a", encoding="utf-8") as f:
+            f.write("".join(traceback.format_exception(err)))
+        self.recorder.finish("failed", f"{type(err).__name__}: {err}")
+
+
 def train_run(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run: Run, epochs: int = 100,
               device: str = "auto", seed: int = 0, log=print, cache: MelCache | None = None,
               **config) -> Path:
@@ -157,32 +205,57 @@ def train_run(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run: Run
     (``batch_size``, ``iterations_per_epoch``, ``lr``...). A failure is recorded in
     the run's ``state.json`` and ``train.log`` before it is raised.
     """
-    runs_dir = Path(runs_dir)
-    folder = runs_dir / run.name
-    model_path = runs_dir / "models" / f"{run.name}.safetensors"
-    if (folder / "done").exists() and model_path.exists():
+    grid_run = _GridRun(Path(runs_dir), run, log)
+    if grid_run.finished:
         log(f"run {run.id} {run.name}: done, skipped")
-        return model_path
-    recorder = _RunRecorder(folder, log)
+        return grid_run.model_path
+    trainer = grid_run.start(data_dir, epochs, device, seed, cache, config)
     try:
-        data = load_training_data(data_dir, list(run.sources), cache=cache)
-        train_config = TrainConfig(run.architecture, list(run.sources), epochs=epochs, device=device, seed=seed,
-                                   **config)
-        trainer = Trainer(train_config, data, folder, log=recorder.log)
         trainer.train()
-        trainer.export(model_path, info={"design_run": run.id, "role": run.role}, overwrite=True)
-    except KeyboardInterrupt:
-        recorder.finish("interrupted")
+    except BaseException as err:
+        grid_run.fail(err)
         raise
-    except Exception as err:
-        recorder.log(f"run {run.id} {run.name}: failed: {type(err).__name__}: {err}")
-        with open(folder / "train.log", "a", encoding="utf-8") as f:
-            f.write(traceback.format_exc())
-        recorder.finish("failed", f"{type(err).__name__}: {err}")
+    return grid_run.finish(trainer)
+
+
+def train_runs_together(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, runs: list[Run],
+                        epochs: int = 100, device: str = "auto", seed: int = 0, log=print,
+                        cache: MelCache | None = None, **config) -> list[str]:
+    """Train (or resume) several runs of the grid at once with :func:`~mtlmusic_training.trainer.train_together`.
+
+    Finished runs are skipped; each run learns what :func:`train_run` would train, is
+    recorded and exported the same way, and a run that fails does not stop the others.
+    Returns the names of the runs that failed.
+    """
+    started: list[tuple[_GridRun, Trainer]] = []
+    failed: list[str] = []
+    for run in runs:
+        grid_run = _GridRun(Path(runs_dir), run, log)
+        if grid_run.finished:
+            log(f"run {run.id} {run.name}: done, skipped")
+            continue
+        try:
+            started.append((grid_run, grid_run.start(data_dir, epochs, device, seed, cache, config)))
+        except Exception:
+            failed.append(run.name)
+
+    def record_failure(index: int, err: Exception) -> None:
+        started[index][0].fail(err)
+        failed.append(started[index][0].run.name)
+
+    try:
+        train_together([trainer for _, trainer in started], on_error=record_failure)
+    except KeyboardInterrupt as err:
+        for grid_run, _ in started:
+            grid_run.fail(err)
         raise
-    recorder.log(f"run {run.id} {run.name}: exported to {model_path}")
-    recorder.finish("done")
-    return model_path
+    for grid_run, trainer in started:
+        if grid_run.run.name not in failed:
+            try:
+                grid_run.finish(trainer)
+            except Exception:
+                failed.append(grid_run.run.name)
+    return failed
 
 
 class GridError(RuntimeError):
@@ -192,10 +265,12 @@ class GridError(RuntimeError):
 def run_grid(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run_ids: list[int],
              epochs: int = 100, device: str = "auto", seed: int = 0, parallel: int = 1, engine: str = "local",
              address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
-             log=print, **config) -> None:
+             together: int = 1, log=print, **config) -> None:
     """Train the runs ``run_ids`` of :func:`~mtlmusic_training.design.design_runs` (see module docs).
 
-    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields. Processes that
+    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields. ``together``
+    runs at a time are trained in each process with :func:`train_runs_together` (several small
+    networks keep one GPU busy; local and parallel engines). Processes that
     share a GPU (``parallel`` above the number of GPUs, or a fraction in ``gpus_per_run``) keep the
     mel cache on it only when it fits their share of its memory.
     Raises :class:`GridError` when some runs failed (after the others finished).
@@ -210,15 +285,19 @@ def run_grid(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run_ids: 
     elif engine != "local":
         raise ValueError(f"Unknown engine {engine!r}: choose local or ray.")
     elif parallel > 1:
-        failed = _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, config)
+        failed = _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, together, config)
     else:
         cache = MelCache.open(Path(data_dir) / "cache")
         failed = []
-        for run in chosen:
+        for first in range(0, len(chosen), max(1, together)):
+            group = chosen[first:first + max(1, together)]
+            if len(group) > 1:
+                failed += train_runs_together(data_dir, runs_dir, group, epochs, device, seed, log, cache, **config)
+                continue
             try:
-                train_run(data_dir, runs_dir, run, epochs, device, seed, log, cache=cache, **config)
+                train_run(data_dir, runs_dir, group[0], epochs, device, seed, log, cache=cache, **config)
             except Exception:
-                failed.append(run.name)
+                failed.append(group[0].name)
     if failed:
         raise GridError(f"{len(failed)} run(s) failed: {', '.join(failed)}; their train.log says why. "
                         "Rerun the grid to retry them.")
@@ -238,7 +317,7 @@ def parallel_devices(device: str, processes: int, gpus: int) -> list[str]:
     return [device] * processes
 
 
-def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, config) -> list[str]:
+def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, together, config) -> list[str]:
     import torch
 
     shares = [run_ids[k::parallel] for k in range(parallel)]
@@ -250,10 +329,18 @@ def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, paralle
         options = {"device_memory_share": 1 / devices.count(process_device), **config}
         command = [sys.executable, "-m", "mtlmusic_training.cli", "grid", str(data_dir), str(runs_dir),
                    "--runs", ",".join(map(str, share)), "--epochs", str(epochs), "--device", process_device,
-                   "--seed", str(seed),
-                   *[arg for key, value in options.items() for arg in (f"--{key.replace('_', '-')}", str(value))]]
+                   "--seed", str(seed), "--together", str(together),
+                   *[arg for key, value in options.items() for arg in _option(key, value)]]
         processes.append(subprocess.Popen(command))
     return [f"process {k}" for k, p in enumerate(processes) if p.wait() != 0]
+
+
+def _option(key: str, value) -> list[str]:
+    """A TrainConfig field as ``mtlmusic-train grid`` options: ``['--lr', '0.001']``, ``['--no-graphs']``."""
+    flag = key.replace("_", "-")
+    if isinstance(value, bool):
+        return [f"--{flag}" if value else f"--no-{flag}"]
+    return [f"--{flag}", str(value)]
 
 
 def _train_task(data_dir: str, runs_dir: str, run_id: int, epochs: int, device: str, seed: int, threads: int,

@@ -43,7 +43,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from mtlmusic.architectures import build_network, model_name
+from mtlmusic.errors import ConfigError
 from mtlmusic.frontend import N_MELS, SLICE_FRAMES, Scaler
 from mtlmusic.files import atomic_path
 from mtlmusic.modelfile import save_model_file
@@ -83,6 +84,10 @@ class TrainConfig:
     channels_last: bool = True       # channels-last layout on CUDA
     graphs: bool = True              # on CUDA, with the cache on the GPU: replay each task's step as a CUDA graph
     head_sizes: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise ConfigError(f"Unknown cache_dtype {self.cache_dtype!r}: choose {', '.join(CACHE_DTYPES)}.")
 
     @property
     def name(self) -> str:
@@ -691,6 +696,7 @@ class Trainer:
             "epoch": self.epoch,
             "train_loss": {t.name: total / t.steps if t.steps else None for t, total in zip(self.tasks, sums)},
             "valid_loss": self.validate(),
+            "iterations": self.iterations_per_epoch,
             "samples_per_second": samples / seconds,
             "seconds": seconds,
         }
@@ -768,13 +774,16 @@ class Trainer:
                                overwrite=overwrite)
 
 
-def train_together(trainers: Sequence[Trainer], max_minutes: float | None = None) -> list[list[dict[str, Any]]]:
+def train_together(trainers: Sequence[Trainer], max_minutes: float | None = None,
+                   on_error: Callable[[int, Exception], None] | None = None) -> list[list[dict[str, Any]]]:
     """Train several runs at once in this process: one step of each in turn, each on its own CUDA stream.
 
     The runs share the process's mel cache on the device (:func:`resident_cache`);
     on a GPU, their steps (CUDA graphs) run concurrently. Each run ends, resumes and
     is checkpointed as with :meth:`Trainer.train`, and learns exactly what it would
-    learn alone. ``max_minutes`` applies to every run.
+    learn alone. ``max_minutes`` applies to every run. With ``on_error``, a run that
+    raises is reported as ``on_error(index, error)`` and dropped while the others go
+    on; without it, the error ends them all.
 
     Returns
     -------
@@ -782,9 +791,18 @@ def train_together(trainers: Sequence[Trainer], max_minutes: float | None = None
         The history of each run.
     """
     deadline = _deadline(max_minutes)
-    running = [trainer._steps(deadline) for trainer in trainers]
+    running = dict(enumerate(trainer._steps(deadline) for trainer in trainers))
     while running:
-        running = [steps for steps in running if next(steps, StopIteration) is not StopIteration]
+        for index, steps in list(running.items()):
+            try:
+                next(steps)
+            except StopIteration:
+                del running[index]
+            except Exception as err:
+                if on_error is None:
+                    raise
+                del running[index]
+                on_error(index, err)
     return [trainer.history for trainer in trainers]
 
 

@@ -1172,9 +1172,9 @@ def analyze(results_csv, out_dir: str | os.PathLike) -> Analysis:
     >>> sorted(p.name for p in report.files)[:2]  # doctest: +SKIP
     ['datasets.csv', 'datasets.md']
     """
+    results = load_results(results_csv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = load_results(results_csv)
     files: list[Path] = []
     notes: list[str] = []
     tables = {"datasets": dataset_table(results), **score_tables(results)}
