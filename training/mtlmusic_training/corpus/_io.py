@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -82,7 +83,9 @@ def parallel_map(function: Callable, jobs: list, workers: int) -> Iterable:
         A picklable function of one job.
     jobs : list
     workers : int
-        Processes; each is limited to one BLAS/OpenMP thread.
+        Processes, started fresh ("spawn": a forked copy of a process whose threads
+        already run, such as numba's or torch's, may crash); each is limited to one
+        BLAS/OpenMP thread.
 
     Yields
     ------
@@ -99,7 +102,8 @@ def parallel_map(function: Callable, jobs: list, workers: int) -> Iterable:
     if workers == 1 or len(jobs) <= 1:
         yield from (function(job) for job in jobs)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_limit_threads) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_limit_threads) as pool:
         yield from pool.map(function, jobs, chunksize=1)
 
 
