@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import typer
 
 from mtlmusic_training import grid, trainer as trainer_module
+from mtlmusic_training.augment import Augmentation
 from mtlmusic_training.cli import app
 from mtlmusic_training.melcache import UINT8_DB_STEP, MelCache
 from mtlmusic_training.trainer import (TaskData, Trainer, TrainConfig, TrainingData, cache_fits, draw_epoch,
@@ -66,12 +67,17 @@ def test_an_epoch_draws_tasks_uniformly_crops_that_fit_and_self_pairs():
     assert np.array_equal(again[0], order) and np.array_equal(again[1][1]["right_starts"], pairs["right_starts"])
 
 
-def test_the_step_is_algorithm_1_on_the_epochs_choices(data_dir, tmp_path):
-    """Replaying the epoch's plan by hand (host crops, targets of the same tracks, Adam) gives the same weights."""
+AUGMENT = {"gain_db": 6.0, "eq_db": 6.0, "pitch_bands": 1.5, "stretch": 0.1}
+
+
+@pytest.mark.parametrize("augment", [{}, AUGMENT], ids=["plain", "augmented"])
+def test_the_step_is_algorithm_1_on_the_epochs_choices(data_dir, tmp_path, augment):
+    """Replaying the epoch's plan by hand (host crops, their changes, targets of the same tracks, Adam) gives the
+    same weights."""
     sources = ["self", "bpm"]
     data = load_training_data(data_dir, sources)
-    trainer = Trainer(_config("MS-CR@2", sources, epochs=1, iterations_per_epoch=6, data_on_device=True), data,
-                      tmp_path / "run", log=lambda _: None)
+    trainer = Trainer(_config("MS-CR@2", sources, epochs=1, iterations_per_epoch=6, data_on_device=True,
+                              augment=augment), data, tmp_path / "run", log=lambda _: None)
     network = copy.deepcopy(trainer.network)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, weight_decay=1e-6)
     dropout = trainer._dropout.cpu_state.clone()
@@ -80,7 +86,19 @@ def test_the_step_is_algorithm_1_on_the_epochs_choices(data_dir, tmp_path):
     tasks = trainer.tasks
     order, plans = draw_epoch([t.room for t in tasks], [t.batch for t in tasks], [t.pairs for t in tasks], 6,
                               np.random.default_rng([0, 2, 0]))
+    augmentation = Augmentation(**augment)
+    if augmentation:
+        changes = np.random.default_rng([0, 3, 0])
+        for task, plan in zip(tasks, plans):
+            for side in ("", "right_") if task.pairs else ("",):
+                plan[side + "augment"] = augmentation.draw(changes, plan["tracks"].shape, task.name)
     scaler, cache = data.scaler, data.cache
+
+    def crops(plan, i, tracks, side=""):
+        db = torch.from_numpy(cache.crops(tracks, plan[side + "starts"][i]))
+        return scaler(augmentation.apply(db.float(), torch.from_numpy(plan[side + "augment"][i])) if augmentation
+                      else db)
+
     saved = torch.get_rng_state()
     torch.set_rng_state(dropout)
     network.train()
@@ -88,10 +106,10 @@ def test_the_step_is_algorithm_1_on_the_epochs_choices(data_dir, tmp_path):
     for k in order.tolist():
         task, plan, i = tasks[k], plans[k], done[k]
         tracks = task.pool[plan["tracks"][i]]
-        x = scaler(torch.from_numpy(cache.crops(tracks, plan["starts"][i])))
+        x = crops(plan, i, tracks)
         if task.pairs:
             right = task.pool[plan["right_tracks"][i]]
-            x_right = scaler(torch.from_numpy(cache.crops(right, plan["right_starts"][i])))
+            x_right = crops(plan, i, right, "right_")
             same = torch.as_tensor((tracks == right).astype(np.int64))
             loss = F.cross_entropy(network(x, "self", x_right), same)
         else:
@@ -108,7 +126,8 @@ def test_the_step_is_algorithm_1_on_the_epochs_choices(data_dir, tmp_path):
         assert trainer.history[0]["train_loss"][source] == pytest.approx(np.mean(values), rel=1e-6)
 
 
-def test_the_trainer_reads_the_device_once_per_epoch(data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("augment", [{}, AUGMENT], ids=["plain", "augmented"])
+def test_the_trainer_reads_the_device_once_per_epoch(data_dir, tmp_path, monkeypatch, augment):
     """No call of the trainer's own code waits for the device during the steps: losses are read at an epoch's end."""
     reads = []
 
@@ -124,20 +143,22 @@ def test_the_trainer_reads_the_device_once_per_epoch(data_dir, tmp_path, monkeyp
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__"):
         monkeypatch.setattr(torch.Tensor, name, counted(name))
     data = load_training_data(data_dir, ["self", "bpm"])
-    trainer = Trainer(_config("MS-CR@4", ["self", "bpm"], epochs=3, iterations_per_epoch=5, data_on_device=True),
-                      data, tmp_path / "run", log=lambda _: None)
+    trainer = Trainer(_config("MS-CR@4", ["self", "bpm"], epochs=3, iterations_per_epoch=5, data_on_device=True,
+                              augment=augment), data, tmp_path / "run", log=lambda _: None)
     trainer.train()
     assert reads == ["tolist", "tolist"] * 3   # per epoch: the training losses, then the validation losses
 
 
 # --- the mel cache on the device ----------------------------------------------------------------
 
-def test_the_cache_on_the_device_trains_the_same_run_as_host_crops(data_dir, tmp_path):
+@pytest.mark.parametrize("augment", [{}, AUGMENT], ids=["plain", "augmented"])
+def test_the_cache_on_the_device_trains_the_same_run_as_host_crops(data_dir, tmp_path, augment):
     sources = ["self", "bpm"]
     data = load_training_data(data_dir, sources)
     lines = []
-    host = Trainer(_config("MS-CR@2", sources), data, tmp_path / "host", log=lines.append)
-    device = Trainer(_config("MS-CR@2", sources, data_on_device=True), data, tmp_path / "device", log=lines.append)
+    host = Trainer(_config("MS-CR@2", sources, augment=augment), data, tmp_path / "host", log=lines.append)
+    device = Trainer(_config("MS-CR@2", sources, data_on_device=True, augment=augment), data, tmp_path / "device",
+                     log=lines.append)
     assert host.resident is None and device.resident is not None
     assert "crops cut on cpu from the process's mel cache there (24 tracks, float16" in lines[0]
     host.train()

@@ -58,6 +58,7 @@ from mtlmusic.frontend import N_MELS, SLICE_FRAMES, Scaler
 from mtlmusic.files import atomic_path
 from mtlmusic.modelfile import save_model_file
 
+from .augment import N_PARAMS, Augmentation
 from .datasets import Manifest
 from .melcache import MelCache, MelTensors, gpu_crops, load_scaler
 from .targets import load_targets, targets_path
@@ -84,10 +85,12 @@ class TrainConfig:
     channels_last: bool = True       # channels-last layout on CUDA
     graphs: bool = True              # on CUDA, with the cache on the GPU: replay each task's step as a CUDA graph
     head_sizes: dict[str, int] = field(default_factory=dict)
+    augment: dict[str, float] = field(default_factory=dict)   # Augmentation fields (gain_db, ...); empty: none
 
     def __post_init__(self):
         if self.cache_dtype not in CACHE_DTYPES:
             raise ConfigError(f"Unknown cache_dtype {self.cache_dtype!r}: choose {', '.join(CACHE_DTYPES)}.")
+        self.augment = Augmentation.from_dict(self.augment).as_dict()
 
     @property
     def name(self) -> str:
@@ -380,7 +383,7 @@ class _Task:
     """One source during training: its tracks and targets on the device, and its part of the epoch's choices."""
 
     def __init__(self, name: str, pool: np.ndarray, room: np.ndarray, rows: np.ndarray,
-                 targets: np.ndarray | None, batch: int, capacity: int, device: torch.device):
+                 targets: np.ndarray | None, batch: int, capacity: int, device: torch.device, augmented: bool):
         self.name = name
         self.pairs = name == "self"
         self.pool = pool                      # cache rows of its training tracks
@@ -391,6 +394,9 @@ class _Task:
         self.labels = torch.as_tensor(np.repeat([1, 0], batch // 2), device=device) if self.pairs else None
         keys = ("tracks", "starts", "right_tracks", "right_starts") if self.pairs else ("tracks", "starts")
         self.plan = {key: torch.zeros((capacity, batch), dtype=torch.int64, device=device) for key in keys}
+        if augmented:
+            for side in ("", "right_") if self.pairs else ("",):
+                self.plan[side + "augment"] = torch.zeros((capacity, batch, N_PARAMS), device=device)
         self.host_plan: dict[str, np.ndarray] = {}
         self.counter = torch.zeros((), dtype=torch.int64, device=device)   # steps taken this epoch
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
@@ -486,6 +492,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.sources = list(self.network.sources)
         self.scaler = data.scaler.to(self.device)
+        self.augmentation = Augmentation.from_dict(config.augment)
         train_tracks = np.unique(np.concatenate([data.tasks[s].train for s in self.sources]))
         self.iterations_per_epoch = config.iterations_per_epoch or (
             math.ceil(len(train_tracks) / config.batch_size) * len(self.sources))
@@ -534,7 +541,8 @@ class Trainer:
             if batch < 4:
                 raise ValueError("The self task needs at least 4 distinct tracks per batch.")
         rows = pool if self.resident is None else self.resident.rows(pool)
-        return _Task(source, pool, room, rows, task.targets, batch, self.iterations_per_epoch, self.device)
+        return _Task(source, pool, room, rows, task.targets, batch, self.iterations_per_epoch, self.device,
+                     bool(self.augmentation))
 
     def _fixed_validation_batches(self) -> dict[str, list[tuple[torch.Tensor, ...]]]:
         """Validation crops cut once (own seed), so every epoch is scored on the same inputs.
@@ -577,6 +585,8 @@ class Trainer:
         else:
             plan, i = task.host_plan, task.steps
             db = self.host_crops(task.pool[plan[side + "tracks"][i]], plan[side + "starts"][i])
+        if self.augmentation:
+            db = self.augmentation.apply(db.float(), step[side + "augment"])
         return self._standardize(db)
 
     # --- loss and step ----------------------------------------------------------------------
@@ -594,7 +604,7 @@ class Trainer:
         Nothing here waits for the device or copies from the host (with the cache
         on the device), so it can be captured as a CUDA graph.
         """
-        step = {key: plan.index_select(0, task.counter.view(1)).view(-1) for key, plan in task.plan.items()}
+        step = {key: plan.index_select(0, task.counter.view(1))[0] for key, plan in task.plan.items()}
         right = self._input(task, step, "right_") if task.pairs else None
         z = task.labels if task.pairs else task.targets.index_select(0, step["tracks"])
         loss = self._loss(task.name, self._input(task, step), right, z)
@@ -675,6 +685,11 @@ class Trainer:
         rng = np.random.default_rng([self.config.seed, 2, self.epoch])
         order, plans = draw_epoch([t.room for t in self.tasks], [t.batch for t in self.tasks],
                                   [t.pairs for t in self.tasks], self.iterations_per_epoch, rng)
+        if self.augmentation:
+            changes = np.random.default_rng([self.config.seed, 3, self.epoch])
+            for task, plan in zip(self.tasks, plans):
+                for side in ("", "right_") if task.pairs else ("",):
+                    plan[side + "augment"] = self.augmentation.draw(changes, plan["tracks"].shape, task.name)
         for task, plan in zip(self.tasks, plans):
             task.host_plan = plan
             for key, array in plan.items():
@@ -748,7 +763,7 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        saved = {k: v for k, v in state["config"].items() if k not in _RESUMABLE_CHANGES}
+        saved = {k: v for k, v in asdict(TrainConfig(**state["config"])).items() if k not in _RESUMABLE_CHANGES}
         current = {k: v for k, v in asdict(self.config).items() if k not in _RESUMABLE_CHANGES}
         if saved != current:
             raise ValueError(f"{self.checkpoint_path} belongs to another configuration; "

@@ -1,7 +1,9 @@
 """Ablation of the learning sources: one short training run per variant, scored on the validation tracks.
 
 :func:`ablation_variants` lists the variants of a set of sources: all of them,
-each source removed in turn, and each teacher's sources alone (with ``self``).
+each source removed in turn, and each teacher's sources alone (with ``self``);
+with an augmentation, :func:`run_ablation` adds the variant ``augmented``: all
+sources, their crops augmented (:mod:`mtlmusic_training.augment`).
 :func:`run_ablation` trains every variant for the same time budget on a built
 open corpus and scores it with :func:`~mtlmusic_training.corpus.heldout.evaluate_on_open_corpus`
 on the tasks of the ``valid`` split, so that sources are chosen without looking
@@ -53,7 +55,7 @@ def ablation_variants(sources: Sequence[str]) -> dict[str, tuple[str, ...]]:
 def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sources: Sequence[str], *,
                  architecture: str = "MS-SR@FC", minutes: float = 20.0, lr: float = 3e-4, seed: int = 0,
                  split: str = "valid", variants: Mapping[str, Sequence[str]] | None = None, n_repeats: int = 5,
-                 log: Callable[[str], None] = print) -> list[dict]:
+                 augment: Mapping[str, float] | None = None, log: Callable[[str], None] = print) -> list[dict]:
     """Train and score every variant of :func:`ablation_variants` (or ``variants``) for ``minutes`` each.
 
     Parameters
@@ -74,6 +76,9 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
         Name -> sources, instead of :func:`ablation_variants`.
     n_repeats : int
         Repetitions of the 10-fold cross-validation.
+    augment : mapping, optional
+        :class:`~mtlmusic_training.augment.Augmentation` settings of the extra variant
+        ``augmented`` (all sources); the other variants are not augmented.
     log : callable
 
     Returns
@@ -91,9 +96,12 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
 
     corpus, runs = Path(corpus_dir), Path(runs_dir)
     variants = dict(variants or ablation_variants(sources))
+    if augment:
+        variants["augmented"] = tuple(sources)
     models: dict[str, object] = {}
     for name, variant in variants.items():
-        config = TrainConfig(architecture, list(variant), epochs=10_000, lr=lr, seed=seed)
+        config = TrainConfig(architecture, list(variant), epochs=10_000, lr=lr, seed=seed,
+                             augment=dict(augment or {}) if name == "augmented" else {})
         trainer = Trainer(config, load_training_data(corpus, list(variant)), runs / name, log=log)
         spent = sum(record["seconds"] for record in trainer.history) / 60
         if spent < minutes:
