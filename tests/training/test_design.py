@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -163,3 +164,96 @@ def test_write_design_table(tmp_path, runs):
     assert [p.name for p in tmp_path.iterdir()] == ["design.csv"]
     membership = np.array([[int(row[s]) for s in SOURCES] for row in rows[:78]])
     assert membership.sum(axis=1).min() >= 2
+
+
+# --- the design over other sources --------------------------------------------------------------
+
+OTHER = ("self", "bpm", "onset", "chroma", "tempogram", "timbre", "tag", "mtt")   # slot i replaces SOURCES[i]
+
+
+def test_other_sources_rename_the_slots_of_the_same_design(runs):
+    renamed = dz.design_runs(",".join(OTHER))
+    assert renamed == dz.design_runs(list(OTHER))
+    slot = dict(zip(SOURCES, OTHER))
+    for run, other in zip(runs, renamed):
+        assert (other.id, other.architecture, other.role) == (run.id, run.architecture, run.role)
+        assert set(other.sources) == {slot[s] for s in run.sources}
+        assert other.name == model_name(other.architecture, other.sources)
+        assert parse_model_name(other.name) == (other.architecture, other.sources)
+    assert [run.name for run in renamed[82:]] == [f"ssr-{s}" for s in OTHER]
+    assert renamed[0].name == "mssrfc-bpm-chroma" and runs[0].name == "mssrfc-bpm-tag"
+    # "tag" is a name of both lists, in different slots: the paper's tag runs are the other design's chroma runs.
+    assert [r.id for r in runs if "tag" in r.sources] == [r.id for r in renamed if "chroma" in r.sources]
+    assert len({run.name for run in renamed}) == 90
+
+    reps = dz.representations(OTHER)
+    assert len(reps) == 169 and len({rep.name for rep in reps}) == 169
+    assert [rep.name for rep in reps[:90]] == [run.name for run in renamed]
+    paper_msscr = dz.representations()[90:]
+    assert [set(rep.sources) for rep in reps[90:]] == [{slot[s] for s in rep.sources} for rep in paper_msscr]
+    assert all(rep.networks == tuple(f"ssr-{s}" for s in rep.sources) for rep in reps[90:])
+
+    quality = dz.design_quality(sources=OTHER)
+    paper = dz.design_quality()
+    assert quality["source_counts"] == {slot[s]: n for s, n in paper["source_counts"].items()}
+    assert {k: v for k, v in quality.items() if k != "source_counts"} == \
+        {k: v for k, v in paper.items() if k != "source_counts"}
+    with pytest.raises(ConfigError, match="outside the design's"):
+        dz.design_quality(runs[:78], sources=OTHER)
+
+
+def test_write_design_table_over_other_sources(tmp_path):
+    path = dz.write_design_table(tmp_path / "design.csv", OTHER)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "name", "architecture", "role", "n_sources", *OTHER]
+    for row, run in zip(rows, dz.design_runs(OTHER)):
+        assert row["name"] == run.name and {s for s in OTHER if row[s] == "1"} == set(run.sources)
+
+
+@pytest.mark.parametrize("sources, match", [
+    (OTHER[:7], "give 8 names"),
+    ((*OTHER[:7], "self"), "Duplicate sources"),
+    ((*OTHER[:7], "Mtt"), "Invalid source id"),
+    ("self,bpm", "give 8 names"),
+])
+def test_other_sources_must_be_eight_distinct_ids(sources, match):
+    with pytest.raises(ConfigError, match=match):
+        dz.design_runs(sources)
+
+
+def test_a_runs_folder_holds_one_design(tmp_path):
+    runs = tmp_path / "runs"
+    assert dz.grid_sources(runs) == SOURCES and not runs.exists()  # nothing recorded without record=True
+    assert dz.grid_sources(runs, OTHER, record=True) == OTHER
+    assert json.loads((runs / dz.DESIGN_FILE).read_text()) == {"sources": list(OTHER)}
+    assert dz.grid_sources(runs) == dz.grid_sources(runs, ",".join(OTHER)) == OTHER
+    with pytest.raises(ConfigError, match="holds the grid of the sources self,bpm,onset.*one design"):
+        dz.grid_sources(runs, SOURCES, record=True)
+    assert json.loads((runs / dz.DESIGN_FILE).read_text()) == {"sources": list(OTHER)}
+
+    # A folder of grid runs from before design.json existed holds the paper's design.
+    old = tmp_path / "old"
+    (old / "ssr-bpm").mkdir(parents=True)
+    (old / "ssr-bpm" / "state.json").write_text("{}")
+    with pytest.raises(ConfigError, match="holds the grid of the sources self,bpm,year"):
+        dz.grid_sources(old, OTHER)
+    assert dz.grid_sources(old, record=True) == SOURCES and (old / dz.DESIGN_FILE).exists()
+
+    (runs / dz.DESIGN_FILE).write_text('{"sources": ["self"]}')
+    with pytest.raises(ConfigError, match="does not record the design's sources"):
+        dz.grid_sources(runs)
+
+
+def test_cli_design_over_other_sources(tmp_path):
+    from typer.testing import CliRunner
+
+    from mtlmusic_training.cli import app
+
+    result = CliRunner().invoke(app, ["design", "-o", str(tmp_path / "design.csv"), "--sources", ",".join(OTHER)])
+    assert result.exit_code == 0, result.output
+    quality = json.loads(result.output[result.output.index("{"):])
+    assert list(quality["source_counts"]) == list(OTHER)
+    assert (tmp_path / "design.csv").read_text().splitlines()[0].endswith(",".join(OTHER))
+    refused = CliRunner().invoke(app, ["design", "--sources", "self,bpm"])
+    assert refused.exit_code == 2 and "give 8 names" in refused.output

@@ -10,9 +10,11 @@ import time
 
 import pytest
 import torch
+import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from mtlmusic_training import grid as grid_module
 from mtlmusic_training.cli import app
 from mtlmusic_training.design import design_runs
 from mtlmusic_training.grid import GridError, run_grid, run_status
@@ -137,3 +139,80 @@ def test_without_ray_the_grid_says_how_to_install_it(data_dir, tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "ray", None)
     result = CliRunner().invoke(app, ["grid", str(data_dir), str(tmp_path / "runs"), "--runs", "1", "--engine", "ray"])
     assert result.exit_code == 2 and "pip install 'mtlmusic[ray]'" in result.output
+
+
+# --- a grid over other sources --------------------------------------------------------------------
+
+OTHER = ("self", "bpm", "onset", "chroma", "tempogram", "timbre", "tag", "mtt")   # slot i replaces SOURCES[i]
+OTHER_IDS = {run.name: run.id for run in design_runs(OTHER)}
+
+
+def _data_with_sources(data_dir, folder, renamed: dict[str, str]):
+    """A data folder sharing ``data_dir``'s tracks and cache, with the targets of source ``old`` as ``new``."""
+    import dataclasses
+    import shutil
+
+    from mtlmusic_training.targets import load_targets, save_targets, targets_path
+
+    folder.mkdir()
+    (folder / "cache").symlink_to(data_dir / "cache")
+    for name in ("manifest.csv", "scaler.npz"):
+        shutil.copy(data_dir / name, folder / name)
+    for new, old in renamed.items():
+        targets = load_targets(targets_path(data_dir / "targets", old))
+        save_targets(dataclasses.replace(targets, source=new), targets_path(folder / "targets", new))
+    return folder
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_grid_over_other_sources_records_them_and_refuses_others(data_dir, tmp_path, monkeypatch, one_thread):
+    data = _data_with_sources(data_dir, tmp_path / "data", {"onset": "bpm", "chroma": "tag"})
+    runs = tmp_path / "runs"
+    chosen = [OTHER_IDS["ssr-onset"], OTHER_IDS["ssr-chroma"]]
+    assert chosen == [IDS["ssr-year"], IDS["ssr-tag"]]  # the slots of year and tag
+    run_grid(data, runs, chosen, epochs=1, device="cpu", sources=OTHER, log=lambda _: None, **SMALL)
+    assert (runs / "design.json").read_text().strip() == '{"sources": ["self", "bpm", "onset", "chroma", ' \
+                                                         '"tempogram", "timbre", "tag", "mtt"]}'
+    assert sorted(p.name for p in (runs / "models").iterdir()) == ["ssr-chroma.safetensors", "ssr-onset.safetensors"]
+    statuses = run_status(runs)
+    assert [s.run.name for s in statuses] == [run.name for run in design_runs(OTHER)]
+    assert _states(runs) == {"ssr-onset": "done", "ssr-chroma": "done"}
+
+    listing = CliRunner().invoke(app, ["status", str(runs)])
+    assert listing.exit_code == 0 and "2 done, 88 pending" in listing.output and "ssr-chroma" in listing.output
+    log = CliRunner().invoke(app, ["status", str(runs), "--log", "ssr-onset"])
+    assert log.exit_code == 0 and "exported to" in log.output
+    # The same folder without --sources keeps its design (finished runs skipped); other sources are refused.
+    again = CliRunner().invoke(app, ["grid", str(data), str(runs), "--runs", ",".join(map(str, chosen)),
+                                     "--device", "cpu", "--epochs", "1"])
+    assert again.exit_code == 0 and again.output.count("done, skipped") == 2, again.output
+    refused = CliRunner().invoke(app, ["grid", str(data), str(runs), "--runs", "1", "--sources",
+                                       "self,bpm,year,tag,taste,cdr_tag,lyrics,artist"])
+    assert refused.exit_code == 2 and "one runs folder holds one design" in refused.output
+    bad = CliRunner().invoke(app, ["grid", str(data), str(tmp_path / "other"), "--sources", "self,bpm"])
+    assert bad.exit_code == 2 and "give 8 names" in bad.output and not (tmp_path / "other").exists()
+
+    # Parallel processes get the design's sources on their command lines, which the real CLI accepts.
+    commands = []
+
+    class Process:
+        def __init__(self, command):
+            commands.append(command)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(grid_module.subprocess, "Popen", Process)
+    run_grid(data, runs, chosen, parallel=2, device="cpu")
+    grid_command = typer.main.get_command(app).commands["grid"]
+    for command in commands:
+        options = grid_command.make_context("grid", command[command.index("grid") + 1:]).params
+        assert options["sources"] == ",".join(OTHER)
+    assert len(commands) == 2

@@ -2,7 +2,8 @@
 
 prepare-msd -> cache -> design -> grid (which exports runs/models/) -> evaluate-grid -> analyse, on the
 miniature Million Song Dataset of ``msd_fixture`` and tiny GTZAN and Ballroom folders: each stage reads
-what the previous one wrote, and the counts agree from stage to stage. The statistics of the analysis
+what the previous one wrote, and the counts agree from stage to stage. The same stages run on a miniature
+open corpus, with the design over its own sources and its held-out tasks. The statistics of the analysis
 are tested on simulations with known components in ``evaluation/test_analysis.py``
 (``test_mixed_model_recovers_known_effects``, ``test_variance_components_recover_known_standard_deviations``).
 """
@@ -17,6 +18,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
@@ -198,3 +200,87 @@ def test_analyse_refuses_a_non_empty_folder_and_a_malformed_table(tmp_path):
         assert result.exit_code == 2 and "error: cannot analyse" in result.output, (name, result.output)
     missing = CliRunner().invoke(app, ["analyse", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "out")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+#: The open corpus's design: slot i of the paper's sources (self, bpm, year, tag, ...) is the i-th of these.
+OPEN_SOURCES = ("self", "bpm", "onset", "chroma", "tempogram", "timbre", "tag", "mtt")
+PLANTED = ("bpm", "onset", "chroma")   # the sources with targets in write_open_corpus
+
+
+def write_open_corpus(root):
+    """A built open corpus in miniature: training, validation and held-out tracks, the held-out tasks' labels,
+    and planted targets of :data:`PLANTED` (the class of the clip, and two splits of the clips by number)."""
+    root.mkdir()
+    manifest, metadata, clips = [], [], []
+    for split, count in (("train", 16), ("valid", 4), ("test", 12)):
+        for n in range(count):
+            genre = ("blues", "rock")[n % 2]
+            track_id = f"{split}{n:02d}"
+            path = root / f"{track_id}.wav"
+            sf.write(path, genre_clip(genre, n, 2.7), SR)
+            music21 = split == "test" and n >= 6
+            manifest.append({"track_id": track_id, "path": str(path), "split": split})
+            metadata.append({"track_id": track_id, "corpus": "music21" if music21 else "soundtrack",
+                             "soundtrack": "" if music21 else f"game-{genre}",
+                             "style": ("bach", "palestrina")[n % 2] if music21 else "",
+                             "bpm_label": 60 + 10 * n if music21 else ""})
+            if split != "test":
+                clips.append((track_id, n % 2, (n // 2) % 2, (n // 4) % 2))
+    for name, rows in (("manifest.csv", manifest), ("metadata.csv", metadata)):
+        pd.DataFrame(rows).to_csv(root / name, index=False)
+    ids = np.array([clip[0] for clip in clips])
+    for column, source in enumerate(PLANTED, start=1):
+        z = np.full((len(clips), 2), 0.025, dtype=np.float32)
+        z[np.arange(len(clips)), [clip[column] for clip in clips]] = 0.975
+        targets.save_targets(targets.Targets(source, z, np.ones(len(clips), bool), {"kind": "label"}, ids),
+                             targets.targets_path(root / "targets", source))
+    return root
+
+
+# Scores of 6 tracks vary little between representations: fitting variance components to them may warn.
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning",
+                            "ignore:invalid value encountered in sqrt:RuntimeWarning")
+def test_open_corpus_to_tables_and_figures_over_its_own_sources(tmp_path):
+    corpus, runs, results, analysis = (tmp_path / name for name in ("corpus", "runs", "results.csv", "analysis"))
+    write_open_corpus(corpus)
+    invoke("cache", corpus / "manifest.csv", corpus, "--workers", 0)
+
+    # design over the corpus's sources: the SS-R networks with targets, and the two-source runs among them
+    invoke("design", "-o", tmp_path / "design.csv", "--sources", ",".join(OPEN_SOURCES))
+    with open(tmp_path / "design.csv", newline="") as handle:
+        design = list(csv.DictReader(handle))
+    assert list(design[0])[5:] == list(OPEN_SOURCES)
+    usable = {"self", *PLANTED}
+    chosen = [row for row in design if row["n_sources"] in ("1", "2")
+              and {s for s in OPEN_SOURCES if row[s] == "1"} <= usable]
+    trained = {row["name"] for row in chosen}
+    assert trained == {"ssr-self", "ssr-bpm", "ssr-onset", "ssr-chroma", "mssrfc-bpm-chroma", "mscr2-bpm-onset",
+                       "mscr4-self-chroma"}
+
+    # grid over them, a few steps per network; the runs folder keeps its design
+    invoke("grid", corpus, runs, "--runs", ",".join(row["id"] for row in chosen), "--sources", ",".join(OPEN_SOURCES),
+           "--epochs", 1, "--iterations-per-epoch", 4, "--batch-size", 8, "--device", "cpu")
+    assert {path.stem for path in (runs / "models").glob("*.safetensors")} == trained
+    assert "7 done, 83 pending" in invoke("status", runs)
+
+    # evaluate-grid on the held-out tasks: every network, the MSS-CRs of its SS-Rs, the baselines
+    output = invoke("evaluate-grid", runs, "-o", results, "--open-corpus", corpus, "--cache", tmp_path / "eval-cache",
+                    "--repeats", 1, "--folds", FOLDS, "--device", "cpu", "--workers", 0)
+    assert "soundtrack: 6 tracks" in output and "style: 6 tracks" in output and "tempo: 6 tracks" in output
+    table = pd.read_csv(results, keep_default_na=False)
+    msscr = {rep.name for rep in representations(OPEN_SOURCES)
+             if rep.architecture == "MSS-CR" and set(rep.networks) <= trained}
+    assert msscr == {"msscr-bpm-chroma", "msscr-bpm-onset", "msscr-self-chroma", "msscr-self-chroma-onset",
+                     "msscr-self-bpm-chroma-onset"}
+    expected = trained | msscr | {"mfcc", "rand"}
+    assert set(table["representation"]) == expected and len(table) == len(expected) * 3 * FOLDS
+    assert table.groupby("dataset")["metric"].first().to_dict() == {"soundtrack": "accuracy", "style": "accuracy",
+                                                                    "tempo": "r2"}
+
+    # analyse: the variance components of the sources the corpus trained on, in canonical order
+    output = invoke("analyse", results, "-o", analysis)
+    assert f"{len(expected)} representations on 3 datasets" in output
+    components = pd.read_csv(analysis / "variance_components.csv", index_col=0)
+    assert list(components.index) == ["self", "bpm", "chroma", "onset", "architecture", "residual"]
+    assert list(components.columns) == ["soundtrack", "style", "tempo"]
+    assert set(pd.read_csv(analysis / "fig06_single_source.csv").query("kind == 'SS-R'")["name"]) == usable

@@ -66,6 +66,8 @@ def _write_prepared(prepared, data: Path, seed: int) -> None:
 CACHE_DTYPE_HELP = ("On a GPU, how the cache's training tracks are kept there: float16, uint8 (half the memory, "
                     "within 0.16 dB) or auto (float16 when it fits).")
 GRAPHS_HELP = "On a GPU with the cache on it, replay each task's step as a CUDA graph."
+AUGMENT_HELP = ("Augment the training crops, e.g. 'gain_db=6,eq_db=6,pitch_bands=1,stretch=0.05' (level, equalisation "
+                "and their bounds in dB, pitch shift in mel bands, time stretch factor; see mtlmusic_training.augment).")
 
 
 REQUIRE_HELP = "Sources every track must have data for, comma-separated, or 'all'."
@@ -141,14 +143,18 @@ def cache(manifest: Path = typer.Argument(..., help="CSV with track_id, path, sp
 
 
 @app.command()
-def design(output: Optional[Path] = typer.Option(None, "-o", "--output", help="CSV of the 90 runs.")) -> None:
+def design(output: Optional[Path] = typer.Option(None, "-o", "--output", help="CSV of the 90 runs."),
+           sources: Optional[str] = typer.Option(None, help="Eight names for the design's source factors, "
+                                                           "comma-separated, replacing self,bpm,year,tag,taste,"
+                                                           "cdr_tag,lyrics,artist in this order.")) -> None:
     """Print the quality of the 78-run optimal design (and write the 90-run table)."""
     from .design import design_quality, write_design_table
 
-    if output:
-        write_design_table(output)
-        typer.echo(f"wrote {output}")
-    typer.echo(json.dumps(design_quality(), indent=2))
+    with _errors_as_messages():
+        if output:
+            write_design_table(output, sources)
+            typer.echo(f"wrote {output}")
+        typer.echo(json.dumps(design_quality(sources=sources), indent=2))
 
 
 @app.command()
@@ -164,15 +170,17 @@ def run(data: Path = typer.Argument(..., help="Prepared data folder."),
                                                                "(rerun to continue)."),
         export: Optional[Path] = typer.Option(None, help="Write the model file here when finished."),
         cache_dtype: str = typer.Option("auto", help=CACHE_DTYPE_HELP),
-        graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP)) -> None:
+        graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP),
+        augment: str = typer.Option("", help=AUGMENT_HELP)) -> None:
     """Train one network (Algorithm 1); rerun the same command to resume."""
+    from .augment import Augmentation
     from .trainer import Trainer, TrainConfig, load_training_data
 
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
     with _errors_as_messages():
         config = TrainConfig(arch, source_list, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                              seed=seed, iterations_per_epoch=iterations_per_epoch, cache_dtype=cache_dtype,
-                             graphs=graphs)
+                             graphs=graphs, augment=Augmentation.parse(augment).as_dict())
         trainer = Trainer(config, load_training_data(data, source_list), run_dir, log=typer.echo)
     trainer.train(max_minutes=max_minutes)
     if export and trainer.epoch < config.epochs:
@@ -200,10 +208,15 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
          together: int = typer.Option(1, min=1, help="Runs trained at once in each process, one step of each in turn "
                                                      "on its own CUDA stream, sharing the cache (local engine)."),
          cache_dtype: str = typer.Option("auto", help=CACHE_DTYPE_HELP),
-         graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP)
+         graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP),
+         sources: Optional[str] = typer.Option(None, help="Eight names for the design's source factors, "
+                                                         "comma-separated, replacing self,bpm,year,tag,taste,cdr_tag,"
+                                                         "lyrics,artist in this order (default: those recorded in "
+                                                         "RUNS/design.json, else the paper's).")
          ) -> None:
     """Train a range of the study's 90 networks, skipping finished ones and resuming interrupted ones.
 
+    The grid records its sources in RUNS/design.json and refuses other --sources there.
     Exit code 1 when some runs failed (the others still finish; rerun to retry them).
     """
     from mtlmusic.errors import MtlmusicError
@@ -218,7 +231,7 @@ def grid(data: Path = typer.Argument(...), runs_dir: Path = typer.Argument(...),
     try:
         run_grid(data, runs_dir, parse_range(runs, 90), epochs=epochs, device=device, seed=seed, parallel=parallel,
                  engine=engine, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
-                 together=together, log=typer.echo, **config)
+                 together=together, sources=sources, log=typer.echo, **config)
     except (GridError, MtlmusicError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1 if isinstance(err, GridError) else 2)
@@ -232,11 +245,13 @@ def status(runs_dir: Path = typer.Argument(...),
     """List the runs of the grid: done, running, failed, interrupted or pending, with their last log line."""
     import time
 
-    from .design import design_runs
+    from .design import design_runs, grid_sources
     from .grid import run_status
 
+    with _errors_as_messages():
+        runs = design_runs(grid_sources(runs_dir))
     if log is not None:
-        run = next((r for r in design_runs() if log in (r.name, str(r.id))), None)
+        run = next((r for r in runs if log in (r.name, str(r.id))), None)
         if run is None:
             typer.echo(f"error: no run {log!r} in the design (see mtlmusic-train design).", err=True)
             raise typer.Exit(2)
@@ -244,7 +259,7 @@ def status(runs_dir: Path = typer.Argument(...),
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
         typer.echo("\n".join(lines[-tail:] if tail else lines) if lines else f"{run.name}: no log yet ({path})")
         return
-    statuses = run_status(runs_dir)
+    statuses = run_status(runs_dir, runs)
     counts: dict[str, int] = {}
     for status in statuses:
         counts[status.state] = counts.get(status.state, 0) + 1
@@ -372,17 +387,22 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
                          split: str = typer.Option("valid", help="Tracks that score the variants: valid (to choose) "
                                                                  "or test (to report)."),
                          repeats: int = typer.Option(5), seed: int = typer.Option(0),
+                         augment: str = typer.Option("", help="Also train the full model with these crop "
+                                                               "augmentations (variant 'augmented'). " + AUGMENT_HELP),
                          output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON.")
                          ) -> None:
     """Train the full model, the model without each source and each teacher alone; score them (Markdown table)."""
     from mtlmusic.files import atomic_path
 
+    from .augment import Augmentation
     from .corpus.ablation import run_ablation
     from .corpus.heldout import score_table
 
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
-    rows = run_ablation(corpus, runs, source_list, architecture=arch, minutes=minutes, lr=lr, seed=seed, split=split,
-                        n_repeats=repeats, log=typer.echo)
+    with _errors_as_messages():
+        rows = run_ablation(corpus, runs, source_list, architecture=arch, minutes=minutes, lr=lr, seed=seed,
+                            split=split, n_repeats=repeats, augment=Augmentation.parse(augment).as_dict(),
+                            log=typer.echo)
     if output:
         with atomic_path(output) as tmp:
             tmp.write_text(json.dumps(rows, indent=2))
@@ -455,6 +475,11 @@ def evaluate_grid_command(
     jam_min_likes: Optional[int] = typer.Option(None, help="With --jam: fewest likes per user and per track "
                                                            "(default: 5, the authors' later filter; the paper "
                                                            "states none)."),
+    open_corpus: Optional[Path] = typer.Option(None, help="A built open corpus: its held-out tasks (soundtrack, "
+                                                          "style, tempo)."),
+    open_corpus_split: str = typer.Option("test", help="With --open-corpus: the tracks scored, test (the held-out "
+                                                       "part) or valid (to choose without touching it; the tasks "
+                                                       "are then named soundtrack-valid...)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache folder (default: "
                                                               "$MTLMUSIC_HOME/eval or ~/.cache/mtlmusic/eval)."),
     standardize: Optional[bool] = typer.Option(None, "--standardize/--no-standardize",
@@ -476,8 +501,12 @@ def evaluate_grid_command(
     """Score every exported network, the study's MSS-CR representations and the baselines on every dataset given.
 
     One row per split is appended to the results table as each (representation, dataset) pair finishes; rerun the
-    same command to resume. Datasets not given are skipped. Exit code 1 when some pairs failed (rerun to retry them).
+    same command to resume. Datasets not given are skipped. The study's sources are those RUNS/design.json records.
+    Exit code 1 when some pairs failed (rerun to retry them).
     """
+    import dataclasses
+
+    from .corpus.heldout import held_out_datasets
     from .evaluation import (JAM_MIN_LIKES, load_ballroom, load_fma_medium, load_gtzan, load_irmas,
                              load_mediaeval_emotion, load_thisismyjam, paper_subsample)
     from .evaluation.grid import evaluate_grid
@@ -491,11 +520,16 @@ def evaluate_grid_command(
         "Emotion": (emotion, lambda: [load_mediaeval_emotion(emotion, target) for target in ("arousal", "valence")]),
         "ThisIsMyJam": (jam, lambda: [load_thisismyjam(jam, jam_audio, jam_to_msd=jam_to_msd, min_likes=min_likes,
                                                        min_track_likes=min_likes)]),
+        "Open corpus": (open_corpus, lambda: [
+            dataset if open_corpus_split == "test" else dataclasses.replace(dataset, name=f"{task}-{open_corpus_split}")
+            for task, dataset in held_out_datasets(open_corpus, open_corpus_split).items()]),
     }
     min_likes = JAM_MIN_LIKES if jam_min_likes is None else jam_min_likes
     if jam is not None and jam_audio is None:
         err_console.print("error: --jam needs --jam-audio.", highlight=False, markup=False)
         raise typer.Exit(2)
+    if open_corpus_split not in ("test", "valid"):
+        raise typer.BadParameter("choose test or valid", param_hint="'--open-corpus-split'")
     datasets = {}
     with _errors_as_messages():
         for name, (root, load) in loaders.items():
@@ -507,7 +541,7 @@ def evaluate_grid_command(
                 typer.echo(f"{dataset.name}: {len(dataset)} tracks")
         if not datasets:
             raise typer.BadParameter("give at least one dataset (--gtzan, --ballroom, --fma, --irmas, --emotion, "
-                                     "--jam)")
+                                     "--jam, --open-corpus)")
         summary = evaluate_grid(runs_dir, datasets, output, cache_dir=cache or default_cache_dir(),
                                 standardize=standardize, n_repeats=repeats, n_folds=folds, seed=seed,
                                 on_error="drop" if drop_failed else "raise", n_jobs=jobs, device=device,

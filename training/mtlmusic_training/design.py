@@ -50,6 +50,12 @@ first run and candidate in a fixed order, so rounding differences between
 machines do not change the result. The best of the starts is kept (ties to
 the earliest start).
 
+*Other sources.* The design needs eight two-level source factors, whatever
+they are. :func:`design_runs` and :func:`representations` take eight other
+names for them, in the order of :data:`~mtlmusic.architectures.SOURCES`: slot
+``i`` of the paper's sources becomes the ``i``-th name. The runs keep their ids,
+roles, architectures and order; only their sources (and so their names) change.
+
 Examples
 --------
 >>> from mtlmusic_training.design import design_runs, representations
@@ -58,6 +64,9 @@ Examples
 (90, 169)
 >>> sorted({run.role for run in runs})
 ['all_sources', 'design', 'single_source']
+>>> open_corpus = "self,bpm,onset,chroma,tempogram,timbre,tag,mtt"
+>>> [run.name for run in design_runs(open_corpus)[-6:-4]]   # the SS-R networks of the year and tag slots
+['ssr-onset', 'ssr-chroma']
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -88,6 +98,9 @@ MIN_SOURCES = 2
 ALIAS_WEIGHT = 0.3
 #: Default number of random starts of the exchange algorithm.
 N_STARTS = 20
+
+#: File of a runs folder that records the source names its grid was started with.
+DESIGN_FILE = "design.json"
 
 _TOL = 1e-9
 
@@ -210,12 +223,54 @@ def optimal_design(sources: Sequence[str] = SOURCES,
                                          [order[s] for s in run[1]]))
 
 
-def design_runs() -> list[Run]:
+def design_sources(sources: str | Sequence[str] | None = None) -> tuple[str, ...]:
+    """The names of the design's eight source factors, in the order of :data:`~mtlmusic.architectures.SOURCES`.
+
+    Parameters
+    ----------
+    sources : str or sequence of str, optional
+        Eight distinct source ids (a sequence, or one string joined by commas); default
+        the paper's :data:`~mtlmusic.architectures.SOURCES`.
+
+    Returns
+    -------
+    tuple of str
+        The names in the order given: the ``i``-th replaces ``SOURCES[i]``.
+
+    Raises
+    ------
+    ConfigError
+        Unless there are exactly eight distinct valid source ids.
+
+    Examples
+    --------
+    >>> design_sources("self,bpm,onset,chroma,tempogram,timbre,tag,mtt")[2:4]
+    ('onset', 'chroma')
+    >>> design_sources() == SOURCES
+    True
+    """
+    if sources is None:
+        return SOURCES
+    names = tuple(s.strip() for s in sources.split(",")) if isinstance(sources, str) else tuple(sources)
+    if len(names) != len(SOURCES):
+        raise ConfigError(f"The design has {len(SOURCES)} source factors ({', '.join(SOURCES)}); "
+                          f"give {len(SOURCES)} names for them, in this order, not {len(names)}: {list(names)}.")
+    canonical_sources(names)  # valid, distinct ids
+    return names
+
+
+def design_runs(sources: str | Sequence[str] | None = None) -> list[Run]:
     """The 90 networks of the study, in a fixed order.
 
     Ids 1-78 are the optimal-design runs (:func:`optimal_design` with its defaults),
     79-82 the all-source run of each design architecture, 83-90 the SS-R network of
     each source. The same list comes back on every call and every machine.
+
+    Parameters
+    ----------
+    sources : str or sequence of str, optional
+        Eight names for the design's source factors (see :func:`design_sources`); default
+        the paper's. Ids, roles and architectures stay; sources and names follow.
 
     Returns
     -------
@@ -228,15 +283,22 @@ def design_runs() -> list[Run]:
     'mssrfc-self-bpm-year-tag-taste-cdr_tag-lyrics-artist'
     >>> runs[-1].name, runs[-1].role
     ('ssr-artist', 'single_source')
+    >>> design_runs("self,bpm,onset,chroma,tempogram,timbre,tag,mtt")[-1].name
+    'ssr-mtt'
     """
-    return list(_design_runs())
+    return list(_design_runs(design_sources(sources)))
 
 
-def representations() -> list[Representation]:
+def representations(sources: str | Sequence[str] | None = None) -> list[Representation]:
     """The 169 representations of the study: one per network, plus 79 MSS-CR concatenations.
 
     MSS-CR representations come for each source set of the 78 design runs and for
     all eight sources, built from the SS-R networks of :func:`design_runs`.
+
+    Parameters
+    ----------
+    sources : str or sequence of str, optional
+        Eight names for the design's source factors (see :func:`design_sources`).
 
     Returns
     -------
@@ -251,24 +313,26 @@ def representations() -> list[Representation]:
     >>> reps[-1].networks[:2]
     ('ssr-self', 'ssr-bpm')
     """
-    runs = _design_runs()
+    sources = design_sources(sources)
+    runs = _design_runs(sources)
     reps = [Representation(run.name, run.architecture, run.sources, (run.name,)) for run in runs]
-    source_sets = [run.sources for run in runs if run.role == "design"] + [SOURCES]
-    for sources in source_sets:
-        reps.append(Representation(model_name("MSS-CR", sources), "MSS-CR", sources,
-                                   tuple(model_name("SS-R", [s]) for s in sources)))
+    source_sets = [run.sources for run in runs if run.role == "design"] + [canonical_sources(sources)]
+    for source_set in source_sets:
+        reps.append(Representation(model_name("MSS-CR", source_set), "MSS-CR", source_set,
+                                   tuple(model_name("SS-R", [s]) for s in source_set)))
     return reps
 
 
-def design_quality(runs: Iterable[Run] | None = None) -> dict:
+def design_quality(runs: Iterable[Run] | None = None, sources: str | Sequence[str] | None = None) -> dict:
     """Efficiency, orthogonality and balance of a set of multi-task runs.
 
     Parameters
     ----------
     runs : iterable of Run, optional
         Runs whose architectures are among :data:`DESIGN_ARCHITECTURES` and whose
-        sources are among :data:`mtlmusic.architectures.SOURCES`; default the 78
-        optimal-design runs.
+        sources are among ``sources``; default the 78 optimal-design runs.
+    sources : str or sequence of str, optional
+        The eight source factors (see :func:`design_sources`); default the paper's.
 
     Returns
     -------
@@ -293,7 +357,8 @@ def design_quality(runs: Iterable[Run] | None = None) -> dict:
     >>> quality["n_runs"], sorted(quality["architecture_counts"].values())
     (78, [19, 19, 20, 20])
     """
-    runs = [run for run in _design_runs() if run.role == "design"] if runs is None else list(runs)
+    sources = design_sources(sources)
+    runs = [run for run in _design_runs(sources) if run.role == "design"] if runs is None else list(runs)
     if not runs:
         raise ConfigError("design_quality needs at least one run.")
     arch_index, membership = [], []
@@ -301,11 +366,11 @@ def design_quality(runs: Iterable[Run] | None = None) -> dict:
         if run.architecture not in DESIGN_ARCHITECTURES:
             raise ConfigError(f"Run {run.name!r}: design_quality takes runs of "
                               f"{', '.join(DESIGN_ARCHITECTURES)} only.")
-        unknown = set(run.sources) - set(SOURCES)
+        unknown = set(run.sources) - set(sources)
         if unknown:
-            raise ConfigError(f"Run {run.name!r} has sources outside the study's: {sorted(unknown)}.")
+            raise ConfigError(f"Run {run.name!r} has sources outside the design's: {sorted(unknown)}.")
         arch_index.append(DESIGN_ARCHITECTURES.index(run.architecture))
-        membership.append([s in run.sources for s in SOURCES])
+        membership.append([s in run.sources for s in sources])
     x1, x2 = _model_matrices(np.array(arch_index), np.array(membership, dtype=bool), len(DESIGN_ARCHITECTURES))
     n, p = x1.shape
     sign, logdet = np.linalg.slogdet(x1.T @ x1)
@@ -320,22 +385,25 @@ def design_quality(runs: Iterable[Run] | None = None) -> dict:
         "d_efficiency": d_eff,
         "max_abs_corr_main": float(main.max()) if n_main > 1 else 0.0,
         "max_abs_corr_main_2fi": float(cross.max()),
-        "source_counts": {s: int(c) for s, c in zip(SOURCES, np.sum(membership, axis=0))},
+        "source_counts": {s: int(c) for s, c in zip(sources, np.sum(membership, axis=0))},
         "architecture_counts": {a: arch_index.count(i) for i, a in enumerate(DESIGN_ARCHITECTURES)},
         "n_sources_counts": dict(sorted(n_sources.items())),
     }
 
 
-def write_design_table(path: str | os.PathLike) -> Path:
+def write_design_table(path: str | os.PathLike, sources: str | Sequence[str] | None = None) -> Path:
     """Write the 90 networks of :func:`design_runs` as CSV.
 
     Columns: ``id, name, architecture, role, n_sources`` and one 0/1 column per
-    source. The file is written atomically (:func:`mtlmusic.files.atomic_path`).
+    source, in the design's order. The file is written atomically
+    (:func:`mtlmusic.files.atomic_path`).
 
     Parameters
     ----------
     path : str or path-like
         Destination file.
+    sources : str or sequence of str, optional
+        The eight source factors (see :func:`design_sources`); default the paper's.
 
     Returns
     -------
@@ -350,23 +418,94 @@ def write_design_table(path: str | os.PathLike) -> Path:
     91
     """
     path = Path(path)
-    header = ["id", "name", "architecture", "role", "n_sources", *SOURCES]
+    sources = design_sources(sources)
+    header = ["id", "name", "architecture", "role", "n_sources", *sources]
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for run in _design_runs():
+        for run in _design_runs(sources):
             writer.writerow([run.id, run.name, run.architecture, run.role, len(run.sources),
-                             *(int(s in run.sources) for s in SOURCES)])
+                             *(int(s in run.sources) for s in sources)])
     return path
 
 
+def grid_sources(runs_dir: str | os.PathLike, sources: str | Sequence[str] | None = None, *,
+                 record: bool = False) -> tuple[str, ...]:
+    """The design's source names for the grid in ``runs_dir``: those its :data:`DESIGN_FILE` records.
+
+    A runs folder holds the networks of one design. Its ``design.json`` (``{"sources": [...]}``)
+    records the names the grid was started with; a folder with grid runs (``*/state.json``) but no
+    such file was started before the file existed, with the paper's sources.
+
+    Parameters
+    ----------
+    runs_dir : str or path-like
+        The runs folder of ``mtlmusic-train grid``.
+    sources : str or sequence of str, optional
+        The names asked for (see :func:`design_sources`); default those recorded, else the paper's.
+    record : bool
+        Write ``design.json`` (atomically) when the folder has none.
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    ConfigError
+        If ``sources`` differ from the names the folder's grid was started with.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> runs = tempfile.mkdtemp()
+    >>> grid_sources(runs, "self,bpm,onset,chroma,tempogram,timbre,tag,mtt", record=True)[2]
+    'onset'
+    >>> grid_sources(runs)[2]
+    'onset'
+    """
+    runs_dir = Path(runs_dir)
+    path = runs_dir / DESIGN_FILE
+    if path.exists():
+        try:
+            recorded = design_sources(json.loads(path.read_text(encoding="utf-8"))["sources"])
+        except (ValueError, KeyError, TypeError, ConfigError) as err:
+            raise ConfigError(f"{path} does not record the design's sources ({err}); "
+                              "remove it or use another runs folder.") from err
+    elif any(runs_dir.glob("*/state.json")):
+        recorded = SOURCES
+    else:
+        recorded = None
+    asked = None if sources is None else design_sources(sources)
+    if recorded is not None and asked not in (None, recorded):
+        raise ConfigError(f"{runs_dir} holds the grid of the sources {','.join(recorded)}, not "
+                          f"{','.join(asked)}: one runs folder holds one design; use another folder.")
+    chosen = recorded or asked or SOURCES
+    if record and not path.exists():
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"sources": list(chosen)}) + "\n", encoding="utf-8")
+    return chosen
+
+
 @functools.lru_cache(maxsize=1)
-def _design_runs() -> tuple[Run, ...]:
+def _paper_runs() -> tuple[Run, ...]:
     specs = [(arch, sources, "design") for arch, sources in optimal_design()]
     specs += [(arch, SOURCES, "all_sources") for arch in DESIGN_ARCHITECTURES]
     specs += [("SS-R", (source,), "single_source") for source in SOURCES]
     return tuple(Run(i, arch, sources, model_name(arch, sources), role)
                  for i, (arch, sources, role) in enumerate(specs, start=1))
+
+
+@functools.lru_cache(maxsize=None)
+def _design_runs(sources: tuple[str, ...]) -> tuple[Run, ...]:
+    """The paper's runs with slot ``i`` of :data:`SOURCES` renamed ``sources[i]``."""
+    renamed = dict(zip(SOURCES, sources))
+    runs = []
+    for run in _paper_runs():
+        run_sources = canonical_sources(renamed[s] for s in run.sources)
+        runs.append(Run(run.id, run.architecture, run_sources, model_name(run.architecture, run_sources), run.role))
+    return tuple(runs)
 
 
 def _candidate_subsets(n_sources: int, min_sources: int) -> np.ndarray:

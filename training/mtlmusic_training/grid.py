@@ -18,6 +18,11 @@ others. Three engines:
 :func:`run_status` lists every run as done, running, failed, interrupted or
 pending at any time, from the run folders alone.
 
+A runs folder holds the grid of one design: ``RUNS/design.json`` records the
+names of its eight sources (:func:`~mtlmusic_training.design.grid_sources`;
+the paper's by default, others with ``sources``), and a grid asked for other
+names there is refused.
+
 Examples
 --------
 >>> from mtlmusic_training.grid import parse_range
@@ -34,12 +39,13 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mtlmusic.files import atomic_path
 
-from .design import Run, design_runs
+from .design import Run, design_runs, grid_sources
 from .melcache import MelCache
 from .trainer import Trainer, TrainConfig, load_training_data, train_together
 
@@ -71,10 +77,10 @@ class RunStatus:
 
 
 def run_status(runs_dir: str | os.PathLike, runs: list[Run] | None = None) -> list[RunStatus]:
-    """The status of each run of the grid, read from ``RUNS/<name>/`` (see module docs)."""
+    """The status of each run (default: of the folder's design) of the grid, read from ``RUNS/<name>/``."""
     runs_dir = Path(runs_dir)
     statuses = []
-    for run in runs or design_runs():
+    for run in runs or design_runs(grid_sources(runs_dir)):
         folder = runs_dir / run.name
         state = _read_state(folder)
         history = folder / "history.jsonl"
@@ -265,27 +271,32 @@ class GridError(RuntimeError):
 def run_grid(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run_ids: list[int],
              epochs: int = 100, device: str = "auto", seed: int = 0, parallel: int = 1, engine: str = "local",
              address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
-             together: int = 1, log=print, **config) -> None:
+             together: int = 1, sources: str | Sequence[str] | None = None, log=print, **config) -> None:
     """Train the runs ``run_ids`` of :func:`~mtlmusic_training.design.design_runs` (see module docs).
 
-    ``config`` holds further :class:`~mtlmusic_training.trainer.TrainConfig` fields. ``together``
-    runs at a time are trained in each process with :func:`train_runs_together` (several small
-    networks keep one GPU busy; local and parallel engines). Processes that
+    ``sources`` names the design's eight sources (default: those ``RUNS/design.json`` records, else
+    the paper's); the grid records them there, and refuses other names than those recorded
+    (:func:`~mtlmusic_training.design.grid_sources`). ``config`` holds further
+    :class:`~mtlmusic_training.trainer.TrainConfig` fields. ``together`` runs at a time are trained
+    in each process with :func:`train_runs_together` (several small networks keep one GPU busy;
+    local and parallel engines). Processes that
     share a GPU (``parallel`` above the number of GPUs, or a fraction in ``gpus_per_run``) keep the
     mel cache on it only when it fits their share of its memory.
     Raises :class:`GridError` when some runs failed (after the others finished).
     """
-    runs = {run.id: run for run in design_runs()}
+    sources = grid_sources(runs_dir, sources, record=True)
+    runs = {run.id: run for run in design_runs(sources)}
     chosen = [runs[i] for i in run_ids]
     if engine == "ray" and gpus_per_run is not None and 0 < gpus_per_run < 1:
         config.setdefault("device_memory_share", gpus_per_run)
     if engine == "ray":
-        failed = _run_on_ray(data_dir, runs_dir, chosen, epochs, device, seed, address, gpus_per_run,
+        failed = _run_on_ray(data_dir, runs_dir, chosen, sources, epochs, device, seed, address, gpus_per_run,
                              cpus_per_run, log, config)
     elif engine != "local":
         raise ValueError(f"Unknown engine {engine!r}: choose local or ray.")
     elif parallel > 1:
-        failed = _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, together, config)
+        failed = _run_in_processes(data_dir, runs_dir, run_ids, sources, epochs, device, seed, parallel, together,
+                                   config)
     else:
         cache = MelCache.open(Path(data_dir) / "cache")
         failed = []
@@ -317,7 +328,8 @@ def parallel_devices(device: str, processes: int, gpus: int) -> list[str]:
     return [device] * processes
 
 
-def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, parallel, together, config) -> list[str]:
+def _run_in_processes(data_dir, runs_dir, run_ids, sources, epochs, device, seed, parallel, together,
+                      config) -> list[str]:
     import torch
 
     shares = [run_ids[k::parallel] for k in range(parallel)]
@@ -329,7 +341,7 @@ def _run_in_processes(data_dir, runs_dir, run_ids, epochs, device, seed, paralle
         options = {"device_memory_share": 1 / devices.count(process_device), **config}
         command = [sys.executable, "-m", "mtlmusic_training.cli", "grid", str(data_dir), str(runs_dir),
                    "--runs", ",".join(map(str, share)), "--epochs", str(epochs), "--device", process_device,
-                   "--seed", str(seed), "--together", str(together),
+                   "--seed", str(seed), "--together", str(together), "--sources", ",".join(sources),
                    *[arg for key, value in options.items() for arg in _option(key, value)]]
         processes.append(subprocess.Popen(command))
     return [f"process {k}" for k, p in enumerate(processes) if p.wait() != 0]
@@ -343,16 +355,16 @@ def _option(key: str, value) -> list[str]:
     return [f"--{flag}", str(value)]
 
 
-def _train_task(data_dir: str, runs_dir: str, run_id: int, epochs: int, device: str, seed: int, threads: int,
-                config: dict) -> str:
+def _train_task(data_dir: str, runs_dir: str, run_id: int, sources: tuple[str, ...], epochs: int, device: str,
+                seed: int, threads: int, config: dict) -> str:
     import torch
 
     torch.set_num_threads(max(1, threads))
-    run = next(r for r in design_runs() if r.id == run_id)
+    run = next(r for r in design_runs(sources) if r.id == run_id)
     return str(train_run(data_dir, runs_dir, run, epochs, device, seed, log=lambda _: None, **config))
 
 
-def _run_on_ray(data_dir, runs_dir, runs: list[Run], epochs, device, seed, address, gpus_per_run,
+def _run_on_ray(data_dir, runs_dir, runs: list[Run], sources, epochs, device, seed, address, gpus_per_run,
                 cpus_per_run, log, config) -> list[str]:
     """Each run a Ray task (retried when its worker dies); returns the names of the runs that failed."""
     from mtlmusic.extraction.distributed import connect
@@ -363,7 +375,7 @@ def _run_on_ray(data_dir, runs_dir, runs: list[Run], epochs, device, seed, addre
         gpus_per_run = 1.0 if wants_gpu else 0.0
     task = ray.remote(_train_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=3)
     data_dir, runs_dir = os.path.abspath(data_dir), os.path.abspath(runs_dir)
-    pending = {task.remote(data_dir, runs_dir, run.id, epochs, device, seed, int(cpus_per_run), config): run
+    pending = {task.remote(data_dir, runs_dir, run.id, sources, epochs, device, seed, int(cpus_per_run), config): run
                for run in runs}
     log(f"{len(pending)} runs submitted to Ray ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each); "
         f"follow them with: mtlmusic-train status {runs_dir}")

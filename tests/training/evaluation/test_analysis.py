@@ -222,7 +222,8 @@ def test_variance_components_recover_known_standard_deviations():
 
 def test_parameter_counts_match_built_networks():
     for arch, sources in [("MS-CR@2", ["self", "bpm", "tag"]), ("MSS-CR", ["year", "lyrics"]),
-                          ("SS-R", ["self"]), ("MS-SR@FC", list(SOURCES))]:
+                          ("SS-R", ["self"]), ("MS-SR@FC", list(SOURCES)), ("MS-CR@4", ["self", "onset", "chroma"]),
+                          ("MS-CR@6", ["timbre", "mtt"]), ("MSS-CR", [*SOURCES, "onset", "chroma"])]:
         assert parameter_count(arch, sources) == count_parameters(build_network(arch, sources))
     assert parameter_count("mscr2", ["bpm", "tag"]) == parameter_count("MS-CR@2", ["year", "artist"])
     with pytest.raises(ConfigError):
@@ -248,3 +249,39 @@ def test_results_are_checked():
 def test_markdown_table_escapes_and_formats():
     frame = pd.DataFrame({"a|b": [1.0, float("nan")], "c": ["x|y", "z"]}, index=pd.Index([1, 2], name="i"))
     assert markdown_table(frame, digits=2) == "| i | a\\|b | c |\n|---|---|---|\n| 1 | 1.00 | x\\|y |\n| 2 |  | z |\n"
+
+
+# --- a design over other sources ----------------------------------------------------------------
+
+OTHER = ("self", "bpm", "onset", "chroma", "tempogram", "timbre", "tag", "mtt")   # slot i replaces SOURCES[i]
+OTHER_EFFECT = {"Tempo": "onset", "Timbre": "mtt"}   # the source that makes the difference on each dataset
+
+
+def test_analysis_of_a_design_over_other_sources(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = [(rep.name, rep.architecture, "+".join(rep.sources), len(rep.sources), dataset,
+             0.5 + 0.06 * (source in rep.sources) + 0.01 * len(rep.sources) + rng.normal(0, 0.01))
+            for dataset, source in OTHER_EFFECT.items() for rep in representations(OTHER)]
+    rows += [(name, "", "", 0, dataset, 0.45) for dataset in OTHER_EFFECT for name in ("mfcc", "rand")]
+    report = analyze(_table(rows), tmp_path)
+    assert not report.notes
+
+    canonical = ["self", "bpm", "tag", "chroma", "mtt", "onset", "tempogram", "timbre"]
+    assert [c for c in report.results.columns if c in OTHER or c in SOURCES] == canonical
+    components = report.variance_components
+    assert list(components.index) == [*canonical, "architecture", "residual"]
+    assert components.loc[canonical].idxmax().to_dict() == OTHER_EFFECT
+    assert f"| mtt | {components.loc['mtt', 'Tempo']:.4f} | **{components.loc['mtt', 'Timbre']:.4f}** |" in \
+        (tmp_path / "variance_components.md").read_text()
+    assert best_sources(report.results) == OTHER_EFFECT
+    assert (report.spearman.loc[list(OTHER_EFFECT), "n"] == 8).all()
+    single = pd.read_csv(tmp_path / "fig06_single_source.csv").query("dataset == 'Tempo' and kind == 'SS-R'")
+    assert single["name"].tolist() == canonical
+    sizes = pd.read_csv(tmp_path / "fig11_parameters.csv").set_index(["architecture", "n_sources"])["parameters"]
+    assert sizes["MS-CR@2", 8] == count_parameters(build_network("MS-CR@2", OTHER))
+
+
+def test_sources_named_like_the_analysis_columns_are_refused():
+    table = _table([("ssr-score", "SS-R", "score", 1, "GTZAN", 0.5)])
+    with pytest.raises(ConfigError, match="names of columns the analysis uses"):
+        load_results(table)

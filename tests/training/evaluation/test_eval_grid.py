@@ -1,7 +1,9 @@
 """evaluate_grid(): the results table, resumption, MSS-CR from SS-R features, standardization, the Jam dump."""
 
 import numpy as np
+import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
@@ -12,6 +14,7 @@ from mtlmusic.model import Model
 from mtlmusic.modelfile import feature_names, save_model_file
 from gtzan_clips import write_gtzan
 from mtlmusic_training.cli import app
+from mtlmusic_training.design import grid_sources
 from mtlmusic_training.evaluation import (
     RESULT_COLUMNS,
     dataset_features,
@@ -19,6 +22,7 @@ from mtlmusic_training.evaluation import (
     evaluate_classification,
     evaluate_grid,
     evaluate_regression,
+    grid_representations,
     load_gtzan,
     load_thisismyjam,
     load_values_csv,
@@ -292,3 +296,79 @@ def test_jam_dump_errors(jam_dump, tmp_path):
         load_thisismyjam(jam_dump, tmp_path / "thisismyjam", jam_to_msd=mapping)
     with pytest.raises(ConfigError, match="min_track_likes"):
         load_thisismyjam(jam_dump, previews, jam_to_msd=mapping, min_track_likes=-1)
+
+
+# --- a design over other sources, and the open corpus's held-out tasks ---------------------------
+
+OTHER = ("self", "bpm", "onset", "chroma", "tempogram", "timbre", "tag", "mtt")   # slot i replaces SOURCES[i]
+
+
+@pytest.fixture(scope="module")
+def other_runs_dir(tmp_path_factory):
+    """A runs folder of the design over OTHER: SS-R networks of bpm and chroma (the tag slot), and MS-CR@2 of both."""
+    runs = tmp_path_factory.mktemp("other-runs")
+    grid_sources(runs, OTHER, record=True)
+    for seed, (architecture, sources) in enumerate((("SS-R", ("bpm",)), ("SS-R", ("chroma",)),
+                                                    ("MS-CR@2", ("bpm", "chroma"))), start=1):
+        name = model_name(architecture, sources)
+        save_model_file(runs / "models" / f"{name}.safetensors", _network(architecture, sources, seed),
+                        random_scaler(), name=name)
+    return runs
+
+
+def _open_corpus(root):
+    """The tables of a built open corpus: in each of test and valid, 6 soundtrack and 6 music21 tracks of 1 s."""
+    t = np.arange(22050) / 22050
+    manifest, metadata = [], []
+    for split in ("test", "valid"):
+        for i in range(12):
+            corpus = "soundtrack" if i < 6 else "music21"
+            label = ("game-a", "game-b")[i % 2] if corpus == "soundtrack" else ("bach", "palestrina")[i % 2]
+            track_id = f"{split}{i:02d}"
+            freq = 300 * (1 + i % 2) + 400 * (corpus == "music21")
+            sf.write(root / f"{track_id}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 22050)
+            manifest.append({"track_id": track_id, "path": f"{track_id}.wav", "split": split})
+            metadata.append({"track_id": track_id, "corpus": corpus,
+                             "soundtrack": label if corpus == "soundtrack" else "",
+                             "style": label if corpus == "music21" else "",
+                             "bpm_label": 60 + 5 * i if corpus == "music21" else None})
+    pd.DataFrame(manifest).to_csv(root / "manifest.csv", index=False)
+    pd.DataFrame(metadata).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+def test_grid_representations_follow_the_design_of_the_runs_folder(other_runs_dir):
+    files = {path.stem: path for path in (other_runs_dir / "models").iterdir()}
+    reps, left_out = grid_representations(files, sources=OTHER)
+    assert [rep.name for rep in reps] == ["ssr-bpm", "ssr-chroma", "mscr2-bpm-chroma", "msscr-bpm-chroma"]
+    assert reps[-1].networks == ("ssr-bpm", "ssr-chroma") and len(left_out) == 78
+    paper_reps, paper_left_out = grid_representations(files)
+    assert "msscr-bpm-chroma" not in {rep.name for rep in paper_reps} and len(paper_left_out) == 79
+
+
+def test_cli_evaluate_grid_scores_the_open_corpus_held_out_tasks(other_runs_dir, tmp_path):
+    corpus = _open_corpus(tmp_path)
+    results = tmp_path / "results.csv"
+    args = ["evaluate-grid", str(other_runs_dir), "--open-corpus", str(corpus), "-o", str(results),
+            "--cache", str(tmp_path / "cache"), "--repeats", "1", "--folds", "3", "--workers", "0", "--device", "cpu"]
+    held_out = CliRunner().invoke(app, args)
+    assert held_out.exit_code == 0, held_out.output
+    assert "soundtrack: 6 tracks" in held_out.output and "tempo: 6 tracks" in held_out.output
+    assert "78 MSS-CR representations left out" in held_out.output   # the design recorded in the runs folder
+    assert "18 scored, 0 already in" in held_out.output  # (2 baselines, 3 networks, msscr-bpm-chroma) x 3 tasks
+    # The validation tracks are tasks of their own, beside the held-out ones in the same table.
+    valid = CliRunner().invoke(app, args + ["--open-corpus-split", "valid"])
+    assert valid.exit_code == 0, valid.output
+    assert "soundtrack-valid: 6 tracks" in valid.output and "18 scored, 0 already in" in valid.output
+
+    table = load_results(results)
+    assert set(table["representation"]) == {"mfcc", "rand", "ssr-bpm", "ssr-chroma", "mscr2-bpm-chroma",
+                                            "msscr-bpm-chroma"}
+    assert table.loc[table["representation"] == "msscr-bpm-chroma", "sources"].unique().tolist() == ["bpm+chroma"]
+    kinds = table.groupby("dataset")[["task", "metric", "n_tracks", "n_classes"]].first().to_dict("index")
+    classification = {"task": "classification", "metric": "accuracy", "n_tracks": 6, "n_classes": "2"}
+    regression = {"task": "regression", "metric": "r2", "n_tracks": 6, "n_classes": ""}
+    assert kinds == {name + suffix: kind for suffix in ("", "-valid") for name, kind in
+                     (("soundtrack", classification), ("style", classification), ("tempo", regression))}
+    wrong = CliRunner().invoke(app, args + ["--open-corpus-split", "train"])
+    assert wrong.exit_code == 2 and "choose test or valid" in wrong.output

@@ -19,6 +19,12 @@ present. A representation may have one row per dataset (its mean score) or one r
 every analysis below works on the mean score of each (representation, dataset) pair, and the split
 rows only add the 95 % intervals of Fig. 6. "Trained representations" are all but the baselines.
 
+The sources are those the table names, whatever they are (the paper's, or the eight of a design
+over other sources, see :func:`~mtlmusic_training.design.design_sources`). Tables and figures list
+them in canonical order, the order of model names
+(:func:`~mtlmusic.architectures.canonical_sources`): the paper's sources in the paper's order, then
+any other alphabetically.
+
 :func:`analyze` writes every table and figure of the paper's section 5 into a folder, each
 figure as ``.png`` with the numbers it draws as a ``.csv`` of the same name, each table as ``.csv``
 and ``.md``:
@@ -94,7 +100,7 @@ trained representations::
 
     score ~ 1 + (1 | self) + (1 | bpm) + ... + (1 | artist) + (1 | architecture)
 
-each source a two-level factor (the representation was learned from it or not). Table 6 is the
+one factor per source of the table (the paper's eight above), each a two-level factor (the representation was learned from it or not). Table 6 is the
 standard deviation of each component, the architecture's and the residual's, in score units: a
 source's component is large when having it or not makes a large difference to the scores. With
 two levels, a component's variance is about half the squared difference of its two effects, so
@@ -173,6 +179,8 @@ BASELINES = {"mfcc": "MFCC", "rand": "Rand"}
 COLUMNS = ("representation", "architecture", "sources", "n_sources", "dataset", "score")
 #: Optional columns of the results table, reported per dataset in Table 5.
 DATASET_COLUMNS = ("task", "metric", "n_tracks", "n_classes")
+#: Columns the analysis reads or adds; no source may have their names (each source gets a 0/1 column).
+_RESERVED = (*COLUMNS, *DATASET_COLUMNS, "baseline", "n_scores", "half_width")
 _BASELINE_STYLE = {"MFCC": ("black", "--"), "Rand": ("tab:red", ":")}
 _Z95 = 1.959963984540054  # standard normal 97.5 % quantile
 #: statsmodels optimizers tried on every variance-component model; the best REML fit is kept.
@@ -196,13 +204,13 @@ def load_results(results) -> "pd.DataFrame":
     pandas.DataFrame
         The rows with ``architecture`` canonical (``"MFCC"`` / ``"Rand"`` for baselines), a
         ``baseline`` flag, ``sources`` as ``+``-joined canonical names, and one 0/1 column per
-        study source (:data:`mtlmusic.architectures.SOURCES`).
+        source the table names, in canonical order.
 
     Raises
     ------
     mtlmusic.ConfigError
-        For a missing column, an unknown architecture, a non-numeric score or an ``n_sources``
-        that disagrees with ``sources``.
+        For a missing column, an unknown architecture, a non-numeric score, an ``n_sources``
+        that disagrees with ``sources``, or a source named like a column the analysis uses.
 
     Examples
     --------
@@ -244,17 +252,26 @@ def load_results(results) -> "pd.DataFrame":
             raise ConfigError(f"{row.representation}: n_sources is {row.n_sources} but sources are "
                               f"{str(row.sources)!r}")
         source_lists.append(tuple(sorted(sources, key=_source_order)))
+    sources = sorted({s for listed in source_lists for s in listed}, key=_source_order)
+    clashes = [s for s in sources if s in _RESERVED]
+    if clashes:
+        raise ConfigError(f"the sources {clashes} have the names of columns the analysis uses: rename them")
     frame["architecture"] = architectures
     frame["sources"] = ["+".join(s) for s in source_lists]
     frame["n_sources"] = [len(s) for s in source_lists]
-    for source in SOURCES:
+    for source in sources:
         frame[source] = [int(source in s) for s in source_lists]
     return frame.reset_index(drop=True)
 
 
 def _source_order(source: str) -> tuple[int, str]:
-    """Sort key: the study's sources in :data:`SOURCES` order, then any other by name."""
+    """Sort key of the canonical order: the study's sources in :data:`SOURCES` order, then any other by name."""
     return (SOURCES.index(source) if source in SOURCES else len(SOURCES), source)
+
+
+def _sources(rows: "pd.DataFrame") -> list[str]:
+    """The sources the rows name, in canonical order."""
+    return sorted({s for listed in rows["sources"] for s in listed.split("+") if s}, key=_source_order)
 
 
 def representation_means(results: "pd.DataFrame") -> "pd.DataFrame":
@@ -614,8 +631,8 @@ def plot_std_vs_sources(results: "pd.DataFrame", out_png: str | os.PathLike) -> 
 
 @lru_cache(maxsize=None)
 def _parameters(architecture: str, n_sources: int, with_self: bool) -> int:
-    others = [s for s in SOURCES if s != "self"]
-    sources = (["self"] if with_self else []) + others[: n_sources - int(with_self)]
+    others = [f"source{i}" for i in range(n_sources - int(with_self))]  # any names: only self's head differs
+    sources = (["self"] if with_self else []) + others
     with torch.device("meta"):  # shapes only: no memory, no initialization cost
         return count_parameters(build_network(architecture, sources))
 
@@ -625,21 +642,24 @@ def parameter_count(architecture: str, sources) -> int:
 
     Counted with :func:`mtlmusic.architectures.count_parameters` on
     :func:`~mtlmusic.architectures.build_network` (MSS-CR: the sum of its SS-R networks), heads of
-    the default size (50 outputs, the self head for ``self``). The count depends only on the
-    architecture, the number of sources and whether ``self`` is one, so a network is built (on
-    torch's ``meta`` device, without weights) once per such combination and its count cached.
+    the default size (50 outputs, the self head for ``self``), whatever the sources are. The count
+    depends only on the architecture, the number of sources and whether ``self`` is one, so a
+    network is built (on torch's ``meta`` device, without weights) once per such combination and its
+    count cached.
 
     Examples
     --------
     >>> parameter_count("MS-SR@FC", ["self", "bpm"]) - parameter_count("MS-SR@FC", ["bpm"])
     66178
+    >>> parameter_count("MS-CR@2", ["self", "onset", "chroma"]) == parameter_count("MS-CR@2", ["self", "bpm", "tag"])
+    True
     """
     sources = tuple(sources)
     arch = canonical_architecture(architecture)
     if arch == "SS-R" and len(sources) != 1:
         raise ConfigError(f"SS-R has exactly one source, got {list(sources)}")
-    if len(sources) > len(SOURCES) or not sources:
-        raise ConfigError(f"cannot count parameters for {len(sources)} sources")
+    if not sources or len(set(sources)) != len(sources):
+        raise ConfigError(f"cannot count parameters for the sources {list(sources)}")
     return _parameters(arch, len(sources), "self" in sources)
 
 
@@ -996,11 +1016,11 @@ def source_variance_components(results: "pd.DataFrame") -> tuple["pd.DataFrame",
     Returns
     -------
     (pandas.DataFrame, pandas.DataFrame)
-        The components (score units), one row per source plus ``architecture`` and ``residual``
-        and one column per dataset; and the long table of source effects (``dataset``,
-        ``source``, ``effect``: the BLUP with the source minus without, ``se``, ``low``, ``high``).
-        A source constant within a dataset's rows gets NaN; a dataset with fewer than 10 trained
-        representations or no varying source is left out.
+        The components (score units), one row per source of the results (canonical order) plus
+        ``architecture`` and ``residual``, and one column per dataset; and the long table of source
+        effects (``dataset``, ``source``, ``effect``: the BLUP with the source minus without, ``se``,
+        ``low``, ``high``). A source constant within a dataset's rows gets NaN; a dataset with fewer
+        than 10 trained representations or no varying source is left out.
 
     Examples
     --------
@@ -1010,20 +1030,21 @@ def source_variance_components(results: "pd.DataFrame") -> tuple["pd.DataFrame",
     import pandas as pd
 
     trained = _trained(representation_means(results))
+    sources = _sources(trained)
     components, effects = {}, []
-    terms = {s: (s, None) for s in SOURCES} | {"architecture": ("architecture", None)}
+    terms = {s: (s, None) for s in sources} | {"architecture": ("architecture", None)}
     for dataset in _datasets(trained):
         rows = trained[trained["dataset"] == dataset]
-        if len(rows) < 10 or not any(rows[s].nunique() > 1 for s in SOURCES):
+        if len(rows) < 10 or not any(rows[s].nunique() > 1 for s in sources):
             continue
         fit = _fit_components(rows, ["Intercept"], terms)
         components[dataset] = {name: math.sqrt(v) for name, v in fit.variances.items()}
-        for source in SOURCES:
+        for source in sources:
             if rows[source].nunique() > 1:
                 effect, se = fit.combine({(source, 1): 1.0, (source, 0): -1.0})
                 effects.append({"dataset": dataset, "source": source, "effect": effect, "se": se,
                                 "low": effect - _Z95 * se, "high": effect + _Z95 * se})
-    table = pd.DataFrame(components, index=pd.Index([*SOURCES, "architecture", "residual"], name="component"))
+    table = pd.DataFrame(components, index=pd.Index([*sources, "architecture", "residual"], name="component"))
     return table, _concat([pd.DataFrame(effects)] if effects else [],
                           ["dataset", "source", "effect", "se", "low", "high"])
 
@@ -1032,7 +1053,7 @@ def _components_markdown(components: "pd.DataFrame") -> str:
     """Table 6 as Markdown, like the paper: 4 decimals, ``<0.0001`` below, each dataset's largest source in bold."""
     text = components.map(lambda v: "" if math.isnan(v) else "<0.0001" if v < 5e-5 else f"{v:.4f}")
     for dataset in components.columns:
-        sources = components.loc[list(SOURCES), dataset].dropna()
+        sources = components.loc[components.index.drop(["architecture", "residual"]), dataset].dropna()
         if len(sources):
             text.loc[sources.idxmax(), dataset] = f"**{text.loc[sources.idxmax(), dataset]}**"
     return markdown_table(text)

@@ -11,7 +11,9 @@ the networks that ``mtlmusic-train grid`` exported (``RUNS/models/<name>.safeten
   from their cached features (see :mod:`~mtlmusic_training.evaluation.run`), never extracted again;
 * the baselines MFCC and Rand.
 
-With the 90 networks that is the paper's 169 representations and 2 baselines per dataset.
+With the 90 networks that is the paper's 169 representations and 2 baselines per dataset. The
+study's sources are those the runs folder's ``design.json`` records
+(:func:`~mtlmusic_training.design.grid_sources`), the paper's by default.
 
 Results table
 -------------
@@ -70,7 +72,7 @@ from mtlmusic.errors import ConfigError, MtlmusicError
 from mtlmusic.files import atomic_path
 from mtlmusic.modelfile import read_config
 
-from ..design import Representation, representations
+from ..design import Representation, grid_sources, representations
 from .datasets import EvalDataset
 from .protocols import evaluate_classification, evaluate_recommendation, evaluate_regression
 from .run import BASELINES, evaluate
@@ -131,7 +133,8 @@ def _model_files(models) -> dict[str, Path]:
 
 
 def grid_representations(
-    model_files: Mapping[str, Path], msscr: Iterable[Iterable[str]] | None = None
+    model_files: Mapping[str, Path], msscr: Iterable[Iterable[str]] | None = None,
+    sources: str | Sequence[str] | None = None,
 ) -> tuple[list[Representation], list[str]]:
     """The representations that ``model_files`` give: each network, and the MSS-CRs of its SS-Rs.
 
@@ -142,6 +145,9 @@ def grid_representations(
     msscr : iterable of source lists, optional
         Source sets of the MSS-CR representations; default the study's 79
         (:func:`~mtlmusic_training.design.representations`).
+    sources : str or sequence of str, optional
+        The eight sources of the study's design (see :func:`~mtlmusic_training.design.design_sources`);
+        default the paper's.
 
     Returns
     -------
@@ -159,8 +165,11 @@ def grid_representations(
     ['ssr-bpm', 'ssr-tag', 'mscr2-bpm-tag', 'msscr-bpm-tag']
     >>> reps[-1].networks, left_out
     (('ssr-bpm', 'ssr-tag'), ['msscr-self-bpm'])
+    >>> open_corpus = "self,bpm,onset,chroma,tempogram,timbre,tag,mtt"
+    >>> len(grid_representations({}, sources=open_corpus)[1])   # the study's 79 MSS-CRs, none assembled
+    79
     """
-    study = representations()
+    study = representations(sources)
     order = {rep.name: index for index, rep in enumerate(study)}
     networks = [Representation(name, *parse_model_name(name), (name,))
                 for name in sorted(model_files, key=lambda n: (order.get(n, len(order)), n))]
@@ -259,6 +268,7 @@ def evaluate_grid(
     *,
     cache_dir: str | os.PathLike,
     msscr: Iterable[Iterable[str]] | None = None,
+    sources: str | Sequence[str] | None = None,
     baselines: Sequence[str] = BASELINES,
     standardize: bool | None = None,
     n_repeats: int = 5,
@@ -288,6 +298,9 @@ def evaluate_grid(
         Feature cache folder, shared by every call (see :func:`~mtlmusic_training.evaluation.dataset_features`).
     msscr : iterable of source lists, optional
         Source sets of the MSS-CR representations; default the study's 79.
+    sources : str or sequence of str, optional
+        The eight sources of the study's design; default those the runs folder ``models`` records in
+        its ``design.json`` (see :func:`~mtlmusic_training.design.grid_sources`), else the paper's.
     baselines : sequence of str, default ("mfcc", "rand")
         Baselines to score as well.
     standardize : bool, optional
@@ -315,7 +328,8 @@ def evaluate_grid(
     ------
     mtlmusic.ConfigError
         For no model file, two files of one network, a dataset that is not an
-        :class:`~mtlmusic_training.evaluation.EvalDataset`, or a table written with other settings.
+        :class:`~mtlmusic_training.evaluation.EvalDataset`, a table written with other settings, or
+        ``sources`` other than the runs folder's.
     mtlmusic.ModelFileError
         For a model file that cannot be read. Errors of single pairs are reported in
         :attr:`GridSummary.failed` instead, and the grid goes on.
@@ -336,7 +350,9 @@ def evaluate_grid(
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose among {list(BASELINES)}")
     files = _model_files(models)
-    reps, left_out = grid_representations(files, msscr)
+    if isinstance(models, (str, os.PathLike)):
+        sources = grid_sources(models, sources)
+    reps, left_out = grid_representations(files, msscr, sources)
     summary = GridSummary(unassembled=left_out)
     if left_out:
         log(f"{len(left_out)} MSS-CR representations left out: SS-R networks missing (first: {left_out[0]})")
