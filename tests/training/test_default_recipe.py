@@ -28,17 +28,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600),
 
 SR = 22050
 SOURCES = "self,bpm,onset,chroma,tempogram,timbre,composer,tag,mtt,pitch,notes"
+#: Long enough to be listed as music (30 s at least); short enough to cut two 5 s excerpts quickly.
+PIECE_SECONDS = 32
 
 
 def _package(root, name, n_tracks, base_hz):
-    """A package tree with a copyright file and ``n_tracks`` 10 s pieces tagged with one of two composers."""
+    """A package tree with a copyright file and ``n_tracks`` pieces tagged with one of two composers."""
     doc = root / name / "usr" / "share" / "doc" / name
     doc.mkdir(parents=True)
     (doc / "copyright").write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
                                    "Files: *\nCopyright: 2020 Someone\nLicense: GPL-2+\n")
     music = root / name / "usr" / "share" / "games" / name / "music"
     music.mkdir(parents=True)
-    t = np.arange(10 * SR) / SR
+    t = np.arange(PIECE_SECONDS * SR) / SR
     for i in range(n_tracks):
         hz = base_hz * 2 ** (i % 12 / 12)
         beat = (np.sin(2 * np.pi * (1 + i % 3) * t) > 0.9).astype(np.float32)
@@ -71,12 +73,16 @@ def test_the_default_recipe_runs_end_to_end(tmp_path):
     assert (corpus / "teachers" / "musicnn-penultimate.npz").exists()
     _ok(runner.invoke(app, ["cache", str(corpus / "manifest.csv"), str(corpus), "--workers", "2"]))
     _ok(runner.invoke(app, ["run", str(corpus), str(runs / "default"), "--arch", "MS-SR@FC", "--sources", SOURCES,
-                            "--epochs", "1", "--iterations-per-epoch", "6", "--export", str(runs / "m.safetensors")]))
+                            "--epochs", "1", "--iterations-per-epoch", "6", "--augment", "gain_db=6,stretch=0.05",
+                            "--export", str(runs / "m.safetensors")]))
     model = load_model(runs / "m.safetensors")
     assert set(model.config["sources"]) == set(SOURCES.split(","))
     _ok(runner.invoke(app, ["open-corpus-eval", str(corpus), str(runs / "m.safetensors"), "--repeats", "1",
-                            "--cache", str(tmp_path / "eval"), "-o", str(runs / "rows.json")]))
+                            "--cache", str(tmp_path / "eval"), "-o", str(runs / "rows.json"),
+                            "--card", str(runs / "card.md")]))
     rows = json.loads((runs / "rows.json").read_text())
     assert {row["representation"] for row in rows} == {"m", "rand", "mfcc", "musicnn-penultimate",
                                                        "musicnn-mean-pool"}
     assert {row["task"] for row in rows} >= {"soundtrack"}
+    card = (runs / "card.md").read_text()
+    assert "musicnn" in card and "GPL-2+" in card and "gain_db" in card

@@ -84,3 +84,9 @@ def test_model_card_describes_the_corpus_sources_teachers_and_scores(tmp_path, m
     assert "* `tag`: teacher musicnn" in card and "* `pitch`: teacher basic-pitch" in card
     assert "ISC" in card and "Apache-2.0" in card and "mtlmusic-train teachers corpus" in card
     assert "| style (150, accuracy) |" in card and "musicnn is MSD_musicnn's penultimate layer" in card
+    assert "--augment" not in card and "augmented" not in card
+    config["info"] = {**config.get("info", {}), "training": {**config.get("info", {}).get("training", {}),
+                                                             "augment": {"gain_db": 6.0, "stretch": 0.05}}}
+    augmented = model_card(config, rows, tmp_path)
+    assert "--augment gain_db=6,stretch=0.05 --max-minutes" in augmented
+    assert "Training crops augmented (`docs/open-corpus.md`, section 4): gain_db 6, stretch 0.05." in augmented

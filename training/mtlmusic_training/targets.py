@@ -540,7 +540,10 @@ def compute_targets(source: str | SourceSpec, data, *, seed: int = 0,
     if spec.kind == "self":
         raise ConfigError(f"Source {spec.name!r} has no stored targets: its pairs are drawn while training.")
     if spec.kind == "gmm":
-        result = gmm_targets(data, k, n_iter, seed, missing_values=spec.missing_values)
+        try:
+            result = gmm_targets(data, k, n_iter, seed, missing_values=spec.missing_values)
+        except ConfigError as err:
+            raise ConfigError(f"Source {spec.name!r}: {err}") from err
         z, mask = result.responsibilities, result.mask
     elif spec.kind == "artist_plsa":
         track_artist, track_tag_counts = data

@@ -284,6 +284,8 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
     sources = list(config["sources"])
     minutes = info.get("train_seconds", 0.0) / 60
     teachers = sorted({_TEACHER_OF[s] for s in sources if s in _TEACHER_OF})
+    augment = training.get("augment") or {}
+    augment_option = f"--augment {','.join(f'{k}={v:g}' for k, v in augment.items())} " if augment else ""
     names = list(dict.fromkeys(row["representation"] for row in rows))
     header = "\n".join([
         "---", "license: other", "license_name: open-corpus-mixed", "library_name: mtlmusic",
@@ -336,13 +338,15 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
         "mtlmusic-train cache corpus/manifest.csv corpus --workers 2",
         f"mtlmusic-train run corpus runs/default --arch {config['architecture']} "
         f"--sources {','.join(sources)} --epochs {training.get('epochs')} --lr {training.get('lr')} "
-        "--max-minutes MINUTES",
+        f"{augment_option}--max-minutes MINUTES",
         "mtlmusic-train export runs/default corpus -o default.safetensors",
         "mtlmusic-train open-corpus-eval corpus default.safetensors --cache eval-cache",
         "```", "",
         f"Batch {training.get('batch_size')}, Adam (lr {training.get('lr')}, L2 {training.get('weight_decay')}), "
         f"{info.get('epochs_trained')} epochs of L = l x m iterations, seed {training.get('seed')}, "
-        f"device: {info.get('device')}" + (f", {minutes:.0f} minutes of training." if minutes else "."),
+        f"device: {info.get('device')}" + (f", {minutes:.0f} minutes of training." if minutes else ".")
+        + (" Training crops augmented (`docs/open-corpus.md`, section 4): "
+           + ", ".join(f"{k} {v:g}" for k, v in augment.items()) + "." if augment else ""),
         "",
         "Final validation losses: " + ", ".join(f"{k} {v:.3f}" for k, v in (final.get("valid_loss") or {}).items()
                                               if v is not None) + ".",
