@@ -90,7 +90,7 @@ def test_a_runner_that_crashes_is_reported_and_the_run_resumes(corpus, tmp_path)
 
 
 def test_missing_environment_and_bad_input_are_clear_errors(corpus):
-    with pytest.raises(TeacherError, match="environment"):
+    with pytest.raises(TeacherError, match="`mtlmusic-train teachers CORPUS --teacher musicnn` creates the musicnn"):
         run_teacher("musicnn", [("a", corpus / "tone0.flac")], corpus / "out", python=corpus / "no" / "python")
     with pytest.raises(ConfigError, match="Unknown teacher"):
         run_teacher("nope", [], corpus / "out", python=sys.executable)

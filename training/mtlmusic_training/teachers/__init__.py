@@ -281,8 +281,8 @@ def run_teacher(teacher: str | Teacher, items: Iterable[tuple[str, str | os.Path
         raise ConfigError(f"Audio paths may not hold tabs or line breaks: tracks {bad[:3]}.")
     python = Path(python) if python is not None else environment_python(teacher)
     if not python.exists():
-        raise TeacherError(f"No interpreter at {python}: create the {teacher.name} environment with "
-                           f"`mtlmusic-train teachers-env {teacher.name}` (or ensure_environment).")
+        raise TeacherError(f"No interpreter at {python}: `mtlmusic-train teachers CORPUS --teacher {teacher.name}` "
+                           f"creates the {teacher.name} environment (or ensure_environment({teacher.name!r})).")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "jobs.tsv") as tmp:
