@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from mtlmusic_training.melcache import build_mel_cache, fit_scaler
 from mtlmusic_training.targets import Targets, save_targets, targets_path
@@ -51,3 +52,30 @@ def data_dir(tmp_path_factory):
         targets = Targets(name, _smooth_one_hot(labels, k), np.ones(N_CLIPS, bool), {"kind": "label"}, ids)
         save_targets(targets, targets_path(root / "targets", name))
     return root
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread during the test: small networks train faster than with threads fighting for 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def grid_processes(monkeypatch):
+    """The command lines of the processes ``run_grid(parallel=N)`` starts, recorded instead of run."""
+    from mtlmusic_training import grid
+
+    commands: list[list[str]] = []
+
+    class Process:
+        def __init__(self, command):
+            commands.append(command)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(grid.subprocess, "Popen", Process)
+    return commands

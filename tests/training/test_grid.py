@@ -14,7 +14,6 @@ import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from mtlmusic_training import grid as grid_module
 from mtlmusic_training.cli import app
 from mtlmusic_training.design import design_runs
 from mtlmusic_training.grid import GridError, run_grid, run_status
@@ -164,15 +163,8 @@ def _data_with_sources(data_dir, folder, renamed: dict[str, str]):
     return folder
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_a_grid_over_other_sources_records_them_and_refuses_others(data_dir, tmp_path, monkeypatch, one_thread):
+def test_a_grid_over_other_sources_records_them_and_refuses_others(data_dir, tmp_path, grid_processes,
+                                                                   one_torch_thread):
     data = _data_with_sources(data_dir, tmp_path / "data", {"onset": "bpm", "chroma": "tag"})
     runs = tmp_path / "runs"
     chosen = [OTHER_IDS["ssr-onset"], OTHER_IDS["ssr-chroma"]]
@@ -200,19 +192,9 @@ def test_a_grid_over_other_sources_records_them_and_refuses_others(data_dir, tmp
     assert bad.exit_code == 2 and "give 8 names" in bad.output and not (tmp_path / "other").exists()
 
     # Parallel processes get the design's sources on their command lines, which the real CLI accepts.
-    commands = []
-
-    class Process:
-        def __init__(self, command):
-            commands.append(command)
-
-        def wait(self):
-            return 0
-
-    monkeypatch.setattr(grid_module.subprocess, "Popen", Process)
     run_grid(data, runs, chosen, parallel=2, device="cpu")
     grid_command = typer.main.get_command(app).commands["grid"]
-    for command in commands:
+    for command in grid_processes:
         options = grid_command.make_context("grid", command[command.index("grid") + 1:]).params
         assert options["sources"] == ",".join(OTHER)
-    assert len(commands) == 2
+    assert len(grid_processes) == 2

@@ -42,12 +42,7 @@ EVAL_CLIPS = 5   # per class of GTZAN and Ballroom
 FOLDS = 3        # one repetition: 3 splits per (representation, dataset)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def invoke(*args) -> str:

@@ -275,17 +275,8 @@ def test_a_checkpoint_of_another_device_resumes_with_this_devices_adam(data_dir,
     assert len(resumed.train()) == 2
 
 
-def test_parallel_processes_are_spread_over_the_gpus(data_dir, tmp_path, monkeypatch):
-    commands = []
-
-    class Process:
-        def __init__(self, command):
-            commands.append(command)
-
-        def wait(self):
-            return 0
-
-    monkeypatch.setattr(grid.subprocess, "Popen", Process)
+def test_parallel_processes_are_spread_over_the_gpus(data_dir, tmp_path, monkeypatch, grid_processes):
+    commands = grid_processes
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
 

@@ -34,12 +34,7 @@ SPLITS = {"n_repeats": 1, "n_folds": 3}
 NETWORKS = (("SS-R", ("bpm",)), ("SS-R", ("tag",)), ("MS-CR@2", ("bpm", "tag")))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _network(architecture, sources, seed):
