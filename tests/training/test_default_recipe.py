@@ -78,7 +78,7 @@ def test_the_default_recipe_runs_end_to_end(tmp_path):
     model = load_model(runs / "m.safetensors")
     assert set(model.config["sources"]) == set(SOURCES.split(","))
     _ok(runner.invoke(app, ["open-corpus-eval", str(corpus), str(runs / "m.safetensors"), "--repeats", "1",
-                            "--cache", str(tmp_path / "eval"), "-o", str(runs / "rows.json"),
+                            "--folds", "3", "--cache", str(tmp_path / "eval"), "-o", str(runs / "rows.json"),
                             "--card", str(runs / "card.md")]))
     rows = json.loads((runs / "rows.json").read_text())
     assert {row["representation"] for row in rows} == {"m", "rand", "mfcc", "musicnn-penultimate",

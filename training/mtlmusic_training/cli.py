@@ -355,7 +355,9 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      cache: Optional[Path] = typer.Option(None, help="Feature cache folder."),
                      output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
                      card: Optional[Path] = typer.Option(None, help="Write the first model's card (Markdown) here."),
-                     repeats: int = typer.Option(5), workers: int = typer.Option(0)) -> None:
+                     repeats: int = typer.Option(5),
+                     folds: int = typer.Option(10, min=2, help="Folds of each repetition (the study's 10)."),
+                     workers: int = typer.Option(0)) -> None:
     """Score models against Rand, MFCC and musicnn on the corpus's held-out tasks (Markdown table, 50 splits).
 
     musicnn's features are scored where `mtlmusic-train teachers` wrote them. Each held-out track counts once
@@ -365,7 +367,9 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
     from .corpus.heldout import baseline_representations, evaluate_on_open_corpus, model_card, score_table
 
     representations = {path.stem: path for path in models} | baseline_representations(corpus)
-    rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, workers=workers)
+    with _errors_as_messages():
+        rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, n_folds=folds,
+                                       workers=workers)
     if output:
         with atomic_path(output) as tmp:
             tmp.write_text(json.dumps(rows, indent=2))

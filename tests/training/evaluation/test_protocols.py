@@ -70,6 +70,11 @@ def test_classification_rejects_bad_input():
         evaluate_classification(bad, y)
     with pytest.raises(ConfigError, match="n_folds"):
         evaluate_classification(X, y, n_folds=1)
+    few = np.repeat(["a", "b", "c"], [4, 3, 3])
+    with pytest.raises(ConfigError, match="10-fold cross-validation needs a class of at least 10 tracks; the largest "
+                                          "has 4"):
+        evaluate_classification(X[:10], few)
+    assert evaluate_classification(X[:10], few, n_repeats=1, n_folds=3).n_splits == 3
 
 
 def test_regression_recovers_a_smooth_target_and_matches_sklearn():

@@ -123,7 +123,7 @@ def baseline_representations(corpus_dir: str | os.PathLike) -> dict[str, object]
 
 def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapping[str, object],
                             cache_dir: str | os.PathLike | None = None, n_repeats: int = 5,
-                            seed: int = 0, workers: int = 0, split: str = "test") -> list[dict]:
+                            seed: int = 0, workers: int = 0, split: str = "test", n_folds: int = 10) -> list[dict]:
     """Score each representation (name -> model, model file, ``"rand"`` or ``"mfcc"``) on every held-out task.
 
     Parameters
@@ -134,8 +134,8 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
         Name -> anything :func:`~mtlmusic_training.evaluation.evaluate` takes as its source.
     cache_dir : str or path-like, optional
         Feature cache folder.
-    n_repeats, seed : int
-        Split design of the protocol (``n_repeats`` x 10 folds).
+    n_repeats, seed, n_folds : int
+        Split design of the protocol (``n_repeats`` x ``n_folds`` folds; the study's 10 by default).
     workers : int
         Decoding processes beside the network.
     split : str
@@ -157,7 +157,8 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
     rows = []
     for task, dataset in held_out_datasets(corpus_dir, split).items():
         for name, source in representations.items():
-            result = evaluate(source, dataset, cache_dir=cache_dir, n_repeats=n_repeats, seed=seed, workers=workers)
+            result = evaluate(source, dataset, cache_dir=cache_dir, n_repeats=n_repeats, n_folds=n_folds, seed=seed,
+                              workers=workers)
             low, high = result.interval
             rows.append({"task": task, "representation": name, "metric": result.metric, "mean": result.mean,
                          "low": low, "high": high, "n_tracks": len(dataset), "standardized": result.standardized})

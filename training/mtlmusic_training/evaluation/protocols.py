@@ -305,6 +305,10 @@ def evaluate_classification(
     classes, y_codes = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise ConfigError(f"classification needs at least 2 classes, got {classes.size}")
+    largest = int(np.bincount(y_codes).max())
+    if largest < n_folds:
+        raise ConfigError(f"stratified {n_folds}-fold cross-validation needs a class of at least {n_folds} "
+                          f"tracks; the largest has {largest}: use fewer folds or more tracks")
     splitter = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed)
     scores = _map_splits(
         partial(_classification_split, X, y_codes, C, bool(standardize)), splitter.split(X, y_codes), n_jobs
