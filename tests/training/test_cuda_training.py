@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 SOURCES = ["self", "bpm"]
 EAGER_FP32 = dict(amp=False, channels_last=False, graphs=False)
+AUGMENT = {"gain_db": 6.0, "eq_db": 6.0, "pitch_bands": 1.5, "stretch": 0.1}
 
 
 def _config(architecture="MS-CR@2", sources=SOURCES, **kw):
@@ -51,10 +52,12 @@ def data(data_dir):
     return load_training_data(data_dir, SOURCES)
 
 
-def test_a_short_run_on_the_gpu_equals_the_cpu_run(data, tmp_path):
-    cpu = _trainer(data, tmp_path / "cpu", dropout=False, device="cpu", epochs=2, iterations_per_epoch=6)
-    eager = _trainer(data, tmp_path / "eager", dropout=False, epochs=2, iterations_per_epoch=6, **EAGER_FP32)
-    fast = _trainer(data, tmp_path / "fast", dropout=False, epochs=2, iterations_per_epoch=6)
+@pytest.mark.parametrize("augment", [{}, AUGMENT], ids=["plain", "augmented"])
+def test_a_short_run_on_the_gpu_equals_the_cpu_run(data, tmp_path, augment):
+    short = dict(dropout=False, epochs=2, iterations_per_epoch=6, augment=augment)
+    cpu = _trainer(data, tmp_path / "cpu", device="cpu", **short)
+    eager = _trainer(data, tmp_path / "eager", **short, **EAGER_FP32)
+    fast = _trainer(data, tmp_path / "fast", **short)
     for trainer in (cpu, eager, fast):
         trainer.train()
     for kind in ("train_loss", "valid_loss"):
@@ -77,9 +80,9 @@ def test_the_fast_step_follows_the_eager_fp32_step(data, tmp_path):
     assert _losses(fast, "train_loss")[-1, 1] < 0.5 * _losses(fast, "train_loss")[0, 1]
 
 
-@pytest.mark.parametrize("graphs", [True, False])
-def test_the_steps_never_wait_for_the_gpu(data, tmp_path, graphs):
-    trainer = _trainer(data, tmp_path / "run", epochs=1, graphs=graphs)
+@pytest.mark.parametrize("graphs,augment", [(True, {}), (False, {}), (True, AUGMENT)])
+def test_the_steps_never_wait_for_the_gpu(data, tmp_path, graphs, augment):
+    trainer = _trainer(data, tmp_path / "run", epochs=1, graphs=graphs, augment=augment)
     trainer.train()    # the first epoch captures every task's graph
     assert all((task.graph is not None) == graphs for task in trainer.tasks)
     with trainer._turn():
