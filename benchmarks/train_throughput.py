@@ -11,7 +11,9 @@ them. For each architecture (all eight sources; SS-R: one), in the same run:
   the device, targets copied, ``loss.item()`` after every step, one run at a time;
 * ``eager``: the trainer with its CUDA graphs off;
 * ``graphs xk``: the trainer, k runs trained together on the device
-  (:func:`~mtlmusic_training.trainer.train_together`), aggregate crops/s.
+  (:func:`~mtlmusic_training.trainer.train_together`), aggregate crops/s;
+* ``augmented`` (with ``--augment``): the trainer, one run, its crops augmented
+  (:mod:`mtlmusic_training.augment`): what the augmentation costs.
 
 Rates are crops per second (a self step counts its pairs' two crops), measured
 on the last of a few short epochs. The projection applies the paper's schedule
@@ -27,6 +29,7 @@ Usage::
     python benchmarks/train_throughput.py                      # on the GPU, MSD scale
     python benchmarks/train_throughput.py --device cpu --tracks 300 --train-tracks 256 --seconds 10 \\
         --steps 8 --epochs 2 --repeats 3 --valid-tracks 0      # a small CPU comparison
+    python benchmarks/train_throughput.py ... --augment gain_db=6,eq_db=6,pitch_bands=1,stretch=0.05
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import torch.nn.functional as F
 from mtlmusic.architectures import SOURCES, build_network
 from mtlmusic.audio import SAMPLE_RATE
 from mtlmusic.frontend import HOP_LENGTH, N_MELS, SLICE_FRAMES, Scaler
+from mtlmusic_training.augment import Augmentation
 from mtlmusic_training.design import design_runs
 from mtlmusic_training.melcache import MelTensors
 from mtlmusic_training.trainer import (TaskData, Trainer, TrainConfig, TrainingData, draw_epoch,
@@ -169,12 +173,13 @@ def today_rate(data: TrainingData, architecture: str, device: torch.device, step
 
 
 def trainer_rate(data: TrainingData, architecture: str, device: torch.device, args, graphs: bool, k: int,
-                 folder: Path) -> tuple[float, float | None]:
+                 folder: Path, augment: dict | None = None) -> tuple[float, float | None]:
     """Aggregate crops/s of ``k`` runs trained together on the last epoch; with validation data, also the fixed
     cost of an epoch's end (validation, checkpoint) of the first run."""
     trainers = [Trainer(TrainConfig(architecture, sources_of(architecture), epochs=args.epochs - 1, seed=seed,
                                     iterations_per_epoch=args.steps, device=str(device), graphs=graphs,
-                                    cache_dtype=args.cache_dtype, valid_tracks=args.valid_tracks),
+                                    cache_dtype=args.cache_dtype, valid_tracks=args.valid_tracks,
+                                    augment=augment or {}),
                         data, tempfile.mkdtemp(dir=folder), log=lambda _: None) for seed in range(k)]
     train_together(trainers)
     for trainer in trainers:
@@ -225,13 +230,16 @@ def main() -> None:
     parser.add_argument("--valid-tracks", type=int, default=512, help="validation tracks per task (0: no epoch cost)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating repetitions of every measurement")
     parser.add_argument("--architectures", default=",".join(ARCHITECTURES))
+    parser.add_argument("--augment", default="", help="also time one run with these crop augmentations")
     args = parser.parse_args()
+    augment = Augmentation.parse(args.augment).as_dict()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     architectures = args.architectures.split(",")
     ks = [int(k) for k in args.concurrent.split(",")] if cuda else [1]
     paths = ["today", "eager"] + [f"graphs x{k}" for k in ks] if cuda else ["today", "trainer"]
+    paths += ["augmented"] if augment else []
     print(f"device: {name}; synthetic cache: {args.tracks} tracks x {args.seconds:g} s, "
           f"{args.train_tracks} training tracks")
     data = synthetic_data(SyntheticCache(args.tracks, args.seconds), args.train_tracks, args.valid_tracks)
@@ -245,12 +253,12 @@ def main() -> None:
                     k = int(path.split("x")[1]) if path.startswith("graphs") else 1
                     try:
                         rate, epoch_end = trainer_rate(data, architecture, device, args, path != "eager" and cuda,
-                                                       k, Path(tmp))
+                                                       k, Path(tmp), augment if path == "augmented" else None)
                     except torch.cuda.OutOfMemoryError:
                         rate, epoch_end = float("nan"), None
                         torch.cuda.empty_cache()
                     rates[path][architecture].append(rate)
-                    if epoch_end is not None:
+                    if epoch_end is not None and path != "augmented":
                         epoch_ends.append(epoch_end)
         release_resident_caches()
     median = {path: {a: statistics.median(v) for a, v in by_arch.items()} for path, by_arch in rates.items()}
@@ -259,9 +267,14 @@ def main() -> None:
     best = {}
     for architecture in architectures:
         row = {path: median[path][architecture] for path in paths}
-        best[architecture] = max((v for p, v in row.items() if p != "today" and not math.isnan(v)), default=math.nan)
+        best[architecture] = max((v for p, v in row.items() if p not in ("today", "augmented") and not math.isnan(v)),
+                                 default=math.nan)
         print(f"{architecture:12s}" + "".join(f"{row[p]:12.1f}" for p in paths)
               + f"{best[architecture] / row['today']:8.2f}")
+    if augment:
+        plain = "graphs x1" if cuda else "trainer"
+        print(f"augmented / {plain} (the cost of {args.augment}): "
+              + ", ".join(f"{a} {median['augmented'][a] / median[plain][a]:.3f}" for a in architectures))
     if set(architectures) != set(ARCHITECTURES):
         return
     plan = plan_seconds(len(SOURCES))

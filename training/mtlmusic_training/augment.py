@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mtlmusic.errors import ConfigError
 
@@ -118,28 +119,21 @@ class Augmentation:
         params = params.to(db.dtype)
         gain, shift, factor, eq = params[:, 0], params[:, 1], params[:, 2], params[:, 3:]
         band = torch.arange(bands, device=db.device, dtype=db.dtype)
-        if self.stretch:
+        if self.stretch or self.pitch_bands:
             time = torch.arange(frames, device=db.device, dtype=db.dtype)
             centre = (frames - 1) / 2
-            db = _resample(db, centre + (time - centre) * factor[:, None], dim=2)
-        if self.pitch_bands:
-            db = _resample(db, band - shift[:, None], dim=3)
+            db = _warp(db, centre + (time - centre) * factor[:, None], band - shift[:, None])
         k = torch.arange(1, EQ_TERMS + 1, device=db.device, dtype=db.dtype)
         curve = eq @ torch.cos(math.pi * k[:, None] * (band + 0.5) / bands)     # (n, bands)
         return db + (gain[:, None] + curve)[:, None, None, :]
 
 
-def _resample(x: torch.Tensor, positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """``x`` read at fractional ``positions`` ``(n, length)`` along ``dim`` (2 or 3), linearly, edges repeated."""
-    length = x.shape[dim]
-    positions = positions.clamp(0, length - 1)
-    low = positions.floor().long().clamp(max=length - 2)
-    weight = (positions - low).to(x.dtype)
-    shape = [x.shape[0], 1, 1, 1]
-    shape[dim] = length
-    expand = list(x.shape)
-
-    def gather(index: torch.Tensor) -> torch.Tensor:
-        return x.gather(dim, index.view(shape).expand(expand))
-
-    return gather(low) * (1 - weight.view(shape)) + gather(low + 1) * weight.view(shape)
+def _warp(db: torch.Tensor, frames: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
+    """``db`` read at fractional ``frames`` ``(n, frames)`` and ``bands`` ``(n, bands)``: bilinear, which on this
+    axis-aligned grid is linear interpolation along each axis in turn, the edges repeated."""
+    n, _, n_frames, n_bands = db.shape
+    y = frames * (2 / (n_frames - 1)) - 1          # grid_sample's coordinates: -1 and 1 are the edge cells
+    x = bands * (2 / (n_bands - 1)) - 1
+    grid = torch.stack([x[:, None, :].expand(n, n_frames, n_bands), y[:, :, None].expand(n, n_frames, n_bands)],
+                       dim=-1)
+    return F.grid_sample(db, grid, mode="bilinear", padding_mode="border", align_corners=True)
