@@ -218,7 +218,7 @@ def train_run(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, run: Run
     trainer = grid_run.start(data_dir, epochs, device, seed, cache, config)
     try:
         trainer.train()
-    except BaseException as err:
+    except (Exception, KeyboardInterrupt) as err:   # a process told to exit is judged by its pid (run_status)
         grid_run.fail(err)
         raise
     return grid_run.finish(trainer)
