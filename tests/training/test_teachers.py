@@ -1,8 +1,8 @@
 """Teacher sources: environments, the runner protocol, outputs, targets and baseline features.
 
 The plumbing runs with the numpy stand-in runner in this interpreter; the real
-teachers (TensorFlow musicnn, ONNX basic-pitch in their own environments) are
-exercised by the tests marked slow.
+teachers (TensorFlow musicnn and tempo-CNN, ONNX basic-pitch, in their own
+environments) are exercised by the tests marked slow.
 """
 
 from __future__ import annotations
@@ -49,7 +49,17 @@ def corpus(tmp_path):
     return tmp_path
 
 
-def _label(corpus, teachers=("musicnn", "basic_pitch")):
+def _clicks(path, bpm, seconds=20.0):
+    """Short noise bursts on every beat of ``bpm``."""
+    y = np.zeros(int(seconds * SR), dtype=np.float32)
+    burst = np.random.default_rng(0).uniform(-0.5, 0.5, int(0.02 * SR)) * np.hanning(int(0.02 * SR))
+    for start in np.arange(0, seconds - 0.05, 60.0 / bpm):
+        y[int(start * SR):int(start * SR) + len(burst)] += burst
+    sf.write(path, y, SR)
+    return path
+
+
+def _label(corpus, teachers=tuple(TEACHERS)):
     return label_corpus(corpus, teachers, pythons={t: sys.executable for t in teachers}, runner=STANDIN_RUNNER)
 
 
@@ -113,8 +123,8 @@ def test_pitch_bag_and_note_rate_match_a_direct_count():
 
 def test_targets_use_train_and_valid_tracks_only(corpus):
     _label(corpus)
-    targets = compute_teacher_targets(corpus, dims={"notes": 4})   # a mixture needs more values than parts
-    assert sorted(targets) == ["mtt", "notes", "pitch", "tag"]
+    targets = compute_teacher_targets(corpus, dims={"notes": 4, "tempo_cnn": 4})  # a mixture needs more values
+    assert sorted(targets) == ["mtt", "notes", "pitch", "tag", "tempo_cnn"]
     for source, target in targets.items():
         saved = load_targets(targets_path(corpus / "targets", source))
         np.testing.assert_array_equal(saved.z, target.z)
@@ -130,6 +140,22 @@ def test_targets_tell_different_sounds_apart(corpus):
     # Rows follow the manifest: tone/6 repeats tone/0 (A3); tone/4 (C5) is another pitch and octave.
     np.testing.assert_allclose(z[6], z[0], atol=1e-6)
     assert np.abs(z[0] - z[4]).sum() > 0.5
+
+
+def test_tempo_targets_follow_the_teachers_tempo(tmp_path):
+    tempi = [90.0, 120.0, 90.0, 150.0, 120.0, 90.0]
+    with open(tmp_path / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["track_id", "path", "split"])
+        writer.writerows((f"clicks/{i}", _clicks(tmp_path / f"clicks{i}.flac", bpm).name, "train")
+                         for i, bpm in enumerate(tempi))
+    _label(tmp_path, ["tempocnn"])
+    outputs = load_outputs("tempocnn", tmp_path / "teachers" / "tempocnn", [f"clicks/{i}" for i in range(6)])
+    np.testing.assert_allclose(outputs.arrays["bpm"], tempi, atol=2.0)
+    np.testing.assert_allclose(outputs.arrays["tempo_distribution"].sum(axis=1), 1.0, rtol=1e-5)
+    z = compute_teacher_targets(tmp_path, ["tempo_cnn"], dims={"tempo_cnn": 3}).pop("tempo_cnn").z
+    np.testing.assert_allclose(z[2], z[0], atol=1e-6)
+    assert np.abs(z[0] - z[1]).sum() > 0.5 and np.abs(z[1] - z[3]).sum() > 0.5
 
 
 def test_targets_need_labels_first(corpus):
@@ -175,11 +201,19 @@ def test_environment_is_made_once_and_remade_when_its_pins_change(tmp_path):
 def test_real_teacher_labels_a_tone(teacher, tmp_path):
     """Creates the pinned environment (a few hundred MB from the package index) and labels an A4 tone."""
     python = ensure_environment(teacher)
-    path = _tone(tmp_path / "a4.flac", 440.0, seconds=10.0)
+    path = (_clicks(tmp_path / "clicks.flac", 120.0) if teacher == "tempocnn"
+            else _tone(tmp_path / "a4.flac", 440.0, seconds=10.0))
     assert run_teacher(teacher, [("a4", path)], tmp_path / "out", python=python)["done"] == 1
     outputs = load_outputs(teacher, tmp_path / "out", ["a4"])
     assert outputs.present.all()
-    if teacher == "basic_pitch":
+    if teacher == "tempocnn":
+        script = ("import sys\nfrom tempocnn.classifier import TempoClassifier\nfrom tempocnn.feature import "
+                  "read_features\nprint(TempoClassifier('fcn').estimate_tempo(read_features(sys.argv[1]), "
+                  "interpolate=True))")
+        done = subprocess.run([str(python), "-c", script, str(path)], capture_output=True, text=True, check=True)
+        assert abs(float(outputs.arrays["bpm"][0]) - float(done.stdout.split()[-1])) < 1e-3
+        assert abs(float(outputs.arrays["bpm"][0]) - 120.0) < 3.0
+    elif teacher == "basic_pitch":
         pitches = outputs.arrays["notes"][0][:, 2]
         assert 69 in pitches.astype(int)
     else:

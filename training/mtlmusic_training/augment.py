@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from mtlmusic.errors import ConfigError
 
 #: Sources whose targets follow the tempo or the rhythm: their crops are not time-stretched.
-TEMPO_SOURCES = frozenset({"bpm", "onset", "tempogram", "notes"})
+TEMPO_SOURCES = frozenset({"bpm", "onset", "tempogram", "notes", "tempo_cnn"})
 #: Sources whose targets follow the pitch: their crops are not pitch-shifted.
 PITCH_SOURCES = frozenset({"chroma", "pitch"})
 #: Cosines of the equalisation curve.

@@ -321,8 +321,8 @@ def open_corpus_timbre(corpus: Path = typer.Argument(..., help="A built open cor
 
 @app.command("teachers")
 def teachers(corpus: Path = typer.Argument(..., help="A corpus folder with manifest.csv."),
-             teacher: list[str] = typer.Option(["musicnn", "basic_pitch"], "--teacher",
-                                               help="Teachers to run: musicnn, basic_pitch."),
+             teacher: list[str] = typer.Option([], "--teacher", help="Teachers to run: musicnn, basic_pitch, "
+                                                                      "tempocnn (default: all)."),
              envs: Optional[Path] = typer.Option(None, help="Root of the teachers' environments (default: "
                                                            "$MTLMUSIC_TEACHERS or ~/.cache/mtlmusic/teachers)."),
              max_minutes: Optional[float] = typer.Option(None, help="Time limit of each teacher's labelling; rerun "
@@ -334,19 +334,22 @@ def teachers(corpus: Path = typer.Argument(..., help="A corpus folder with manif
     every track's first excerpt, then the second, ...), writes the musicnn baseline feature files and
     targets/<source>.npz of every teacher source from the tracks labelled so far.
     """
-    from .teachers import ensure_environment
+    from .teachers import TEACHERS, ensure_environment
     from .teachers.targets import TEACHER_SOURCES, compute_teacher_targets, label_corpus, write_baseline_features
 
-    pythons = {name: ensure_environment(name, envs, log=typer.echo) for name in teacher}
-    report = label_corpus(corpus, teacher, pythons=pythons, max_minutes=max_minutes,
-                          progress=lambda name, done, total: done % 200 == 0 and typer.echo(f"{name}: {done}/{total}"))
-    typer.echo(json.dumps(report))
-    if "musicnn" in teacher:
-        for path in write_baseline_features(corpus):
-            typer.echo(f"wrote {path}")
-    sources = [source for source, (name, _) in TEACHER_SOURCES.items() if name in teacher]
-    for source, targets in compute_teacher_targets(corpus, sources, seed=seed).items():
-        typer.echo(f"{source}: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
+    teacher = teacher or list(TEACHERS)
+    with _errors_as_messages():
+        pythons = {name: ensure_environment(name, envs, log=typer.echo) for name in teacher}
+        report = label_corpus(corpus, teacher, pythons=pythons, max_minutes=max_minutes,
+                              progress=lambda name, done, total: done % 200 == 0
+                              and typer.echo(f"{name}: {done}/{total}"))
+        typer.echo(json.dumps(report))
+        if "musicnn" in teacher:
+            for path in write_baseline_features(corpus):
+                typer.echo(f"wrote {path}")
+        sources = [source for source, (name, _) in TEACHER_SOURCES.items() if name in teacher]
+        for source, targets in compute_teacher_targets(corpus, sources, seed=seed).items():
+            typer.echo(f"{source}: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
 
 
 @app.command("open-corpus-eval")

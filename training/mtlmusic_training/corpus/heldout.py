@@ -215,9 +215,8 @@ CARD_SOURCES = {
            "-> pLSA, 50 topics",
     "pitch": "teacher basic-pitch: seconds of transcribed notes per pitch class and octave -> pLSA, 12 topics",
     "notes": "teacher basic-pitch: transcribed notes per second -> 50-component Gaussian mixture",
+    "tempo_cnn": "teacher tempo-CNN: global tempo -> 50-component Gaussian mixture, as the study's bpm",
 }
-#: Teachers of the teacher sources, for the card's licences.
-_TEACHER_OF = {"tag": "musicnn", "mtt": "musicnn", "pitch": "basic_pitch", "notes": "basic_pitch"}
 
 
 def corpus_tables(corpus_dir: str | os.PathLike) -> str:
@@ -278,13 +277,14 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
     '---'
     """
     from ..teachers import TEACHERS
+    from ..teachers.targets import TEACHER_SOURCES
 
     info = config.get("info", {})
     training = info.get("training", {})
     final = info.get("final") or {}
     sources = list(config["sources"])
     minutes = info.get("train_seconds", 0.0) / 60
-    teachers = sorted({_TEACHER_OF[s] for s in sources if s in _TEACHER_OF})
+    teachers = sorted({TEACHER_SOURCES[s][0] for s in sources if s in TEACHER_SOURCES})
     augment = training.get("augment") or {}
     augment_option = f"--augment {','.join(f'{k}={v:g}' for k, v in augment.items())} " if augment else ""
     names = list(dict.fromkeys(row["representation"] for row in rows))
@@ -335,7 +335,8 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
         "    singularity-music hyperrogue-music asc-music   # then dpkg -x and unzip, see docs/open-corpus.md",
         "mtlmusic-train open-corpus open-music/x corpus --per-style 150 --per-track 4",
         "mtlmusic-train open-corpus-timbre corpus",
-        *(["mtlmusic-train teachers corpus"] if teachers else []),
+        *([" ".join(["mtlmusic-train teachers corpus", *(f"--teacher {name}" for name in teachers)])]
+          if teachers else []),
         "mtlmusic-train cache corpus/manifest.csv corpus --workers 2",
         f"mtlmusic-train run corpus runs/default --arch {config['architecture']} "
         f"--sources {','.join(sources)} --epochs {training.get('epochs')} --lr {training.get('lr')} "

@@ -19,6 +19,8 @@ musicnn        MSD_musicnn and MTT_musicnn, musicnn 0.1.0 (ISC)   50 MSD tags, 5
                                                                   features
 basic_pitch    basic-pitch 0.4.0, ICASSP 2022 ONNX model          note events, mean note
                (Apache-2.0)                                       posteriorgram (88)
+tempocnn       tempo-CNN fcn model, tempocnn 0.0.8 (AGPL-3.0)     tempo distribution over 30-285
+                                                                  BPM (256), global tempo
 =============  =================================================  ===============================
 
 Tests run the plumbing with :data:`STANDIN_RUNNER`, a small numpy stand-in that
@@ -27,7 +29,7 @@ writes outputs of the same names and shapes in the project's own interpreter.
 Examples
 --------
 >>> sorted(TEACHERS)
-['basic_pitch', 'musicnn']
+['basic_pitch', 'musicnn', 'tempocnn']
 >>> TEACHERS["musicnn"].outputs["msd_tags"]
 (50,)
 >>> python = ensure_environment("musicnn")  # doctest: +SKIP
@@ -120,6 +122,15 @@ TEACHERS = {
         outputs={"notes": None, "note_activation": (88,), "seconds": ()},
         licence="Apache-2.0 (code and ONNX model, basic-pitch 0.4.0)",
         description="polyphonic note transcription (ICASSP 2022 model): note events and mean note posteriorgram"),
+    "tempocnn": Teacher(
+        "tempocnn", "tempocnn_runner.py",
+        requirements=("tensorflow-cpu==2.17.0", "keras==3.4.1", "numpy==1.26.4", "librosa==0.10.2.post1",
+                      "soundfile==0.14.0"),
+        no_deps=("tempocnn==0.0.8",),
+        outputs={"tempo_distribution": (256,), "bpm": (), "windows": ()},
+        licence="AGPL-3.0 (code and weights, tempocnn 0.0.8)",
+        description="tempo-CNN's fcn model: distribution over 30-285 BPM of 11.9 s windows, mean over windows, "
+                    "and its global tempo"),
 }
 
 

@@ -11,6 +11,8 @@ mtt         musicnn      pLSA (50 topics) of 100 x the MTT_musicnn probability o
 pitch       basic_pitch  pLSA (12 topics) of a bag of 20 terms: the seconds of transcribed notes
                          of each pitch class (12) and each octave A0-C8 (8), weighted by loudness
 notes       basic_pitch  50-component Gaussian mixture on log(0.1 + transcribed notes per second)
+tempo_cnn   tempocnn     the study's ``bpm`` made from tempo-CNN's global tempo instead of a beat
+                         tracker's: 50-component Gaussian mixture on the tempo in BPM
 ==========  ===========  ==========================================================================
 
 :func:`label_corpus` runs the teachers over every track of the manifest (test
@@ -55,6 +57,7 @@ TEACHER_SOURCES = {
     "pitch": ("basic_pitch", SourceSpec("pitch", "plsa", 12, description="pLSA of basic-pitch pitch-class and "
                                                                          "octave durations")),
     "notes": ("basic_pitch", SourceSpec("notes", "gmm", description="log notes per second (basic-pitch)")),
+    "tempo_cnn": ("tempocnn", SourceSpec("tempo_cnn", "gmm", description="global tempo in BPM (tempo-CNN)")),
 }
 #: Baseline representations of :func:`write_baseline_features`: name -> (teacher, output).
 BASELINES = {"musicnn-penultimate": ("musicnn", "msd_penultimate"), "musicnn-mean-pool": ("musicnn", "msd_mean_pool")}
@@ -288,6 +291,8 @@ def _source_data(source: str, outputs) -> np.ndarray:
         return 100.0 * np.nan_to_num(outputs.arrays["msd_tags"].astype(np.float64))
     if source == "mtt":
         return 100.0 * np.nan_to_num(outputs.arrays["mtt_tags"].astype(np.float64))
+    if source == "tempo_cnn":
+        return outputs.arrays["bpm"].astype(np.float64)
     notes, seconds = outputs.arrays["notes"], outputs.arrays["seconds"]
     if source == "pitch":
         return np.array([pitch_bag(n) if n is not None else np.zeros(12 + N_OCTAVES) for n in notes])

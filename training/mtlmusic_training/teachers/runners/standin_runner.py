@@ -8,7 +8,9 @@ audio, so targets made from them differ between different sounds:
   (``mtt_tags`` in reverse band order); ``msd_penultimate`` (200), ``msd_mean_pool`` (753): log
   band energies; ``patches``: the number of 3 s patches;
 - ``notes``: one note per 0.5 s frame at the MIDI pitch of its strongest frequency;
-  ``note_activation`` (88): how often each piano key is that pitch; ``seconds``.
+  ``note_activation`` (88): how often each piano key is that pitch; ``seconds``;
+- ``tempo_distribution`` (256): the positive autocorrelation of the 10 ms energy envelope's rise at the
+  beat period of 30-285 BPM, normalised to sum 1; ``bpm``: its peak; ``windows``: the number of 11.9 s windows.
 """
 
 import numpy as np
@@ -23,6 +25,19 @@ def band_energies(power, bands):
     edges = np.unique(np.geomspace(1, len(power), bands + 1).astype(int))
     energies = np.add.reduceat(power, edges[:-1])[:bands]
     return np.log(np.pad(energies, (0, bands - len(energies)), mode="edge") + 1e-9)
+
+
+def tempo_distribution(audio, sr):
+    hop = max(int(0.01 * sr), 1)
+    frames = len(audio) // hop
+    energy = np.sqrt(np.mean(audio[:frames * hop].reshape(frames, hop) ** 2, axis=1)) if frames else np.zeros(1)
+    rise = np.maximum(np.diff(energy, prepend=energy[:1]), 0)
+    rise = rise - rise.mean()
+    bpms = 30.0 + np.arange(256)
+    lags = np.round(60.0 / bpms / 0.01).astype(int)
+    correlation = np.array([np.dot(rise[:-lag], rise[lag:]) if lag < len(rise) else 0.0 for lag in lags])
+    weights = np.maximum(correlation, 0) + 1e-12
+    return weights / weights.sum(), float(bpms[np.argmax(weights)])
 
 
 def analyse(path):
@@ -42,9 +57,12 @@ def analyse(path):
         notes.append((start / sr, (start + frame) / sr, pitch, float(spectrum[peak] / spectrum.sum())))
     notes = np.array(notes, dtype=np.float32).reshape(-1, 4)
     activation = np.bincount(notes[:, 2].astype(int) - 21, minlength=88)[:88] / max(len(notes), 1)
+    distribution, bpm = tempo_distribution(audio, sr)
     return {"msd_tags": tags, "mtt_tags": tags[::-1].copy(), "msd_penultimate": band_energies(power, 200),
             "msd_mean_pool": band_energies(power, 753), "patches": np.array(max(len(audio) // (3 * sr), 1)),
-            "notes": notes, "note_activation": activation, "seconds": np.array(len(audio) / sr)}
+            "notes": notes, "note_activation": activation, "seconds": np.array(len(audio) / sr),
+            "tempo_distribution": distribution, "bpm": np.array(bpm),
+            "windows": np.array(max(int((len(audio) / sr - 11.9) // 5.9) + 1, 1))}
 
 
 if __name__ == "__main__":
