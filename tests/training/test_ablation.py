@@ -48,3 +48,8 @@ def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_s
                          n_repeats=1, split="train", augment={"gain_db": 6.0}, log=lines.append)
     assert lines.count("all: 1 epochs") == 2   # the budget was spent: no further epoch
     assert [row["mean"] for row in again] == [row["mean"] for row in rows]
+    chosen = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, only=["without-tag"],
+                          minutes=0.001, n_repeats=1, split="train", log=lines.append)
+    assert {row["representation"] for row in chosen} == {"without-tag", "rand", "mfcc"}
+    with pytest.raises(ConfigError, match="Unknown ablation variants \\['without-year'\\]"):
+        run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], only=["without-year"], log=lines.append)

@@ -396,6 +396,8 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
                          repeats: int = typer.Option(5), seed: int = typer.Option(0),
                          augment: str = typer.Option("", help="Also train the full model with these crop "
                                                                "augmentations (variant 'augmented'). " + AUGMENT_HELP),
+                         only: list[str] = typer.Option([], "--only", help="Run only this variant (repeatable), "
+                                                        "e.g. --only all --only without-bpm --only augmented."),
                          output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON.")
                          ) -> None:
     """Train the full model, the model without each source and each teacher alone; score them (Markdown table)."""
@@ -408,8 +410,8 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
     with _errors_as_messages():
         rows = run_ablation(corpus, runs, source_list, architecture=arch, minutes=minutes, lr=lr, seed=seed,
-                            split=split, n_repeats=repeats, augment=Augmentation.parse(augment).as_dict(),
-                            log=typer.echo)
+                            split=split, only=only or None, n_repeats=repeats,
+                            augment=Augmentation.parse(augment).as_dict(), log=typer.echo)
     if output:
         with atomic_path(output) as tmp:
             tmp.write_text(json.dumps(rows, indent=2))

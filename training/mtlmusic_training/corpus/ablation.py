@@ -54,8 +54,9 @@ def ablation_variants(sources: Sequence[str]) -> dict[str, tuple[str, ...]]:
 
 def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sources: Sequence[str], *,
                  architecture: str = "MS-SR@FC", minutes: float = 20.0, lr: float = 3e-4, seed: int = 0,
-                 split: str = "valid", variants: Mapping[str, Sequence[str]] | None = None, n_repeats: int = 5,
-                 augment: Mapping[str, float] | None = None, log: Callable[[str], None] = print) -> list[dict]:
+                 split: str = "valid", variants: Mapping[str, Sequence[str]] | None = None,
+                 only: Sequence[str] | None = None, n_repeats: int = 5, augment: Mapping[str, float] | None = None,
+                 log: Callable[[str], None] = print) -> list[dict]:
     """Train and score every variant of :func:`ablation_variants` (or ``variants``) for ``minutes`` each.
 
     Parameters
@@ -74,6 +75,9 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
         The split whose tracks score the variants: ``valid`` to choose, ``test`` only to report.
     variants : mapping, optional
         Name -> sources, instead of :func:`ablation_variants`.
+    only : sequence of str, optional
+        Train and score only the variants of these names (``augmented`` included), e.g.
+        ``["all", "without-bpm"]``.
     n_repeats : int
         Repetitions of the 10-fold cross-validation.
     augment : mapping, optional
@@ -98,6 +102,11 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
     variants = dict(variants or ablation_variants(sources))
     if augment:
         variants["augmented"] = tuple(sources)
+    if only is not None:
+        unknown = sorted(set(only) - set(variants))
+        if unknown:
+            raise ConfigError(f"Unknown ablation variants {unknown}; these sources give: {', '.join(variants)}.")
+        variants = {name: variant for name, variant in variants.items() if name in only}
     models: dict[str, object] = {}
     for name, variant in variants.items():
         config = TrainConfig(architecture, list(variant), epochs=10_000, lr=lr, seed=seed,
