@@ -2,7 +2,7 @@
 
 Extracted "packages" of generated music stand in for the Debian downloads; everything
 after them is the real recipe: soundtrack listing, music21 renders, split, excerpts,
-descriptors and targets, timbre, both teachers in their own environments (created
+descriptors and targets, timbre, every teacher in its own environment (created
 from the package index on first use), the mel cache, training, export and the
 held-out evaluation against Rand, MFCC and musicnn.
 """
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600),
                                  reason="fluidsynth or the FluidR3 soundfont is not installed")]
 
 SR = 22050
-SOURCES = "self,bpm,onset,chroma,tempogram,timbre,composer,tag,mtt,pitch,notes"
+SOURCES = "self,bpm,onset,chroma,tempogram,timbre,composer,tag,mtt,pitch,notes,tempo_cnn"
 #: Long enough to be listed as music (30 s at least); short enough to cut two 5 s excerpts quickly.
 PIECE_SECONDS = 32
 
@@ -68,7 +68,7 @@ def test_the_default_recipe_runs_end_to_end(tmp_path):
     assert all("@" in track for track in manifest.track_ids)
     _ok(runner.invoke(app, ["open-corpus-timbre", str(corpus), "--workers", "2"]))
     output = _ok(runner.invoke(app, ["teachers", str(corpus)]))
-    for source in ("tag", "mtt", "pitch", "notes"):
+    for source in ("tag", "mtt", "pitch", "notes", "tempo_cnn"):
         assert f"{source}: targets for" in output
     assert (corpus / "teachers" / "musicnn-penultimate.npz").exists()
     _ok(runner.invoke(app, ["cache", str(corpus / "manifest.csv"), str(corpus), "--workers", "2"]))
@@ -85,4 +85,5 @@ def test_the_default_recipe_runs_end_to_end(tmp_path):
                                                        "musicnn-mean-pool"}
     assert {row["task"] for row in rows} >= {"soundtrack"}
     card = (runs / "card.md").read_text()
-    assert "musicnn" in card and "GPL-2+" in card and "gain_db" in card
+    assert "musicnn" in card and "GPL-2+" in card and "gain_db" in card and "AGPL-3.0 (code and weights" in card
+    assert "--teacher tempocnn" in card
