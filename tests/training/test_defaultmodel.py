@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import soundfile as sf
+
+from mtlmusic.errors import ConfigError
 
 from mtlmusic_training.corpus.heldout import evaluate_on_open_corpus, held_out_datasets, score_table
 
@@ -39,6 +42,20 @@ def test_held_out_tasks_use_only_the_test_split(tmp_path):
     assert len(datasets["soundtrack"]) == 20 and "t40" not in datasets["soundtrack"].ids
     assert sorted(set(datasets["style"].labels)) == ["bach", "palestrina"]
     assert datasets["tempo"].task == "regression" and np.isclose(datasets["tempo"].values[0], np.log2((60 + 3 * 20) / 120))
+    assert held_out_datasets(tmp_path, "valid") == {}
+    with pytest.raises(ConfigError, match="Unknown split 'holdout'"):
+        held_out_datasets(tmp_path, "holdout")
+
+
+def test_a_card_is_written_from_the_test_tracks_only(tmp_path, model_file):
+    from typer.testing import CliRunner
+
+    from mtlmusic_training.cli import app
+
+    _corpus(tmp_path)
+    result = CliRunner().invoke(app, ["open-corpus-eval", str(tmp_path), str(model_file), "--split", "valid",
+                                      "--card", str(tmp_path / "card.md")])
+    assert result.exit_code == 2 and "held-out (test)" in result.output and not (tmp_path / "card.md").exists()
 
 
 def test_scores_and_table(tmp_path, model_file):

@@ -360,6 +360,8 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      card: Optional[Path] = typer.Option(None, help="Write the first model's card (Markdown) here."),
                      repeats: int = typer.Option(5),
                      folds: int = typer.Option(10, min=2, help="Folds of each repetition (the study's 10)."),
+                     split: str = typer.Option("test", help="Tracks scored: test (the held-out part, to report) or "
+                                                            "valid (to choose between models)."),
                      workers: int = typer.Option(0)) -> None:
     """Score models against Rand, MFCC and musicnn on the corpus's held-out tasks (Markdown table, 50 splits).
 
@@ -369,10 +371,14 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
 
     from .corpus.heldout import baseline_representations, evaluate_on_open_corpus, model_card, score_table
 
+    if card and split != "test":
+        err_console.print(f"error: a model card reports the held-out (test) scores; --card cannot be written from "
+                          f"the {split} tracks.", highlight=False, markup=False)
+        raise typer.Exit(2)
     representations = {path.stem: path for path in models} | baseline_representations(corpus)
     with _errors_as_messages():
         rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, n_folds=folds,
-                                       workers=workers)
+                                       workers=workers, split=split)
     if output:
         with atomic_path(output) as tmp:
             tmp.write_text(json.dumps(rows, indent=2))

@@ -40,7 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import Manifest
+from mtlmusic.errors import ConfigError
+
+from ..datasets import SPLITS, Manifest
 from ..evaluation import EvalDataset, evaluate
 from ._io import read_table
 
@@ -78,6 +80,8 @@ def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dic
     >>> sorted(held_out_datasets("corpus"))  # doctest: +SKIP
     ['soundtrack', 'style', 'tempo']
     """
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown split {split!r}; choose from {', '.join(SPLITS)}.")
     corpus_dir = Path(corpus_dir)
     manifest = Manifest.load(corpus_dir / "manifest.csv")
     paths = {track_id: path for (track_id, path), in_split in zip(manifest.items(), manifest.splits)
