@@ -62,7 +62,8 @@ def test_list_of_paths_gives_rows_in_order(model, audio_dir):
     paths = [audio_dir / "tone.flac", REAL_MUSIC, audio_dir / "tone.mp3"]
     matrix = model.extract(paths)
     assert matrix.shape == (3, model.dim)
-    assert np.allclose(matrix[1], model.extract(REAL_MUSIC))
+    # Slices batched with another file's round differently in float32 (a small std, most of all).
+    np.testing.assert_allclose(matrix[1], model.extract(REAL_MUSIC), rtol=1e-4, atol=1e-6)
 
 
 def test_same_output_whatever_the_batch(model_file):
