@@ -371,12 +371,13 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
 
     from .corpus.heldout import baseline_representations, evaluate_on_open_corpus, model_card, score_table
 
-    if card and split != "test":
-        err_console.print(f"error: a model card reports the held-out (test) scores; --card cannot be written from "
-                          f"the {split} tracks.", highlight=False, markup=False)
-        raise typer.Exit(2)
+    from mtlmusic.errors import ConfigError
+
     representations = {path.stem: path for path in models} | baseline_representations(corpus)
     with _errors_as_messages():
+        if card and split != "test":
+            raise ConfigError(f"a model card reports the held-out (test) scores; --card cannot be written from the "
+                              f"{split} tracks.")
         rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, n_folds=folds,
                                        workers=workers, split=split)
     if output:
