@@ -245,3 +245,17 @@ def test_excerpts_are_labelled_in_rounds_and_a_time_limit_leaves_the_rest_pendin
     assert labelled.tolist() == [i == 8 for i in range(11)]
     report = label_corpus(corpus, ["musicnn"], pythons={"musicnn": sys.executable}, runner=STANDIN_RUNNER)
     assert report["musicnn"] == {"done": 9, "failed": 1, "skipped": 1, "pending": 0}
+
+
+def test_only_a_baseline_teacher_labels_the_held_out_tracks(corpus):
+    from mtlmusic_training.datasets import Manifest
+
+    report = _label(corpus, ["musicnn", "basic_pitch"])
+    manifest = Manifest.load(corpus / "manifest.csv")
+    held_out = np.asarray(manifest.splits) == "test"
+    assert held_out.any() and not held_out.all()
+    assert sum(report["musicnn"].values()) == len(held_out)
+    assert sum(report["basic_pitch"].values()) == (~held_out).sum()
+    basic_pitch = load_outputs("basic_pitch", corpus / "teachers" / "basic_pitch", manifest.track_ids).present
+    musicnn = load_outputs("musicnn", corpus / "teachers" / "musicnn", manifest.track_ids).present
+    assert not basic_pitch[held_out].any() and musicnn[held_out].any()

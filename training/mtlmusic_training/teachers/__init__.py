@@ -87,6 +87,9 @@ class Teacher:
         for arrays whose length varies from track to track).
     licence : str
     description : str
+    baseline : bool
+        Whether its features are an evaluation baseline, so that it labels the held-out
+        (test) tracks too; other teachers label only the tracks their targets are fitted on.
     """
 
     name: str
@@ -96,6 +99,7 @@ class Teacher:
     outputs: dict = field(default_factory=dict)
     licence: str = ""
     description: str = ""
+    baseline: bool = False
 
     def spec(self) -> dict:
         """What an environment must hold for this teacher (compared with the environment's stamp)."""
@@ -113,7 +117,8 @@ TEACHERS = {
                  "patches": ()},
         licence="ISC (code and weights, musicnn 0.1.0)",
         description="MSD_musicnn (50 Last.fm tags of the Million Song Dataset) and MTT_musicnn (50 MagnaTagATune "
-                    "tags) taggers, 3 s patches, mean over patches"),
+                    "tags) taggers, 3 s patches, mean over patches",
+        baseline=True),
     "basic_pitch": Teacher(
         "basic_pitch", "basic_pitch_runner.py",
         requirements=("onnxruntime==1.32.0", "numpy==1.26.4", "librosa==0.10.2.post1", "resampy==0.4.2",

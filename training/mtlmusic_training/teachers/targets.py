@@ -15,8 +15,8 @@ tempo_cnn   tempocnn     the study's ``bpm`` made from tempo-CNN's global tempo 
                          tracker's: 50-component Gaussian mixture on the tempo in BPM
 ==========  ===========  ==========================================================================
 
-:func:`label_corpus` runs the teachers over every track of the manifest (test
-tracks too: their musicnn features are an evaluation baseline);
+:func:`label_corpus` runs the teachers over the tracks of the manifest (the test
+tracks only for a teacher whose features are an evaluation baseline, musicnn);
 :func:`compute_teacher_targets` fits the targets on the ``train`` and ``valid``
 tracks only; :func:`write_baseline_features` writes musicnn's features as
 feature files that :func:`mtlmusic_training.evaluation.evaluate` reads.
@@ -46,7 +46,7 @@ from mtlmusic.errors import ConfigError
 
 from ..datasets import SPLITS, Manifest
 from ..targets import SourceSpec, Targets, compute_targets, get_source, save_targets, targets_path
-from . import TEACHERS, environment_python, load_outputs, run_teacher
+from . import TEACHERS, environment_python, get_teacher, load_outputs, run_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +120,14 @@ def label_corpus(corpus_dir: str | os.PathLike, teachers: Sequence[str] = tuple(
                  pythons: Mapping[str, str | os.PathLike] | None = None, runner: str | os.PathLike | None = None,
                  max_minutes: float | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
-    """Run each teacher over every track of ``<corpus_dir>/manifest.csv`` (resumable; see :func:`run_teacher`).
+    """Run each teacher over the tracks of ``<corpus_dir>/manifest.csv`` (resumable; see :func:`run_teacher`).
 
-    Excerpts are labelled in rounds (:func:`labelling_order`): the first excerpt of
-    every source track, then the second, and so on, so that a run stopped by
-    ``max_minutes`` covers the tracks evenly; the held-out tracks' first excerpts
-    (the evaluation's) come first.
+    A teacher labels the ``train`` and ``valid`` tracks, whose targets it gives, and,
+    if its features are an evaluation baseline (:attr:`~mtlmusic_training.teachers.Teacher.baseline`),
+    the held-out ``test`` tracks too. Excerpts are labelled in rounds
+    (:func:`labelling_order`): the first excerpt of every source track, then the
+    second, and so on, so that a run stopped by ``max_minutes`` covers the tracks
+    evenly; the held-out tracks' first excerpts (the evaluation's) come first.
 
     Parameters
     ----------
@@ -151,10 +153,14 @@ def label_corpus(corpus_dir: str | os.PathLike, teachers: Sequence[str] = tuple(
     {'musicnn': {'done': 2400, 'failed': 0, 'skipped': 0}}
     """
     manifest = Manifest.load(Path(corpus_dir) / "manifest.csv")
-    items = [manifest.items()[row] for row in labelling_order(corpus_dir)]
+    order = labelling_order(corpus_dir)
+    held_out = np.asarray(manifest.splits)[order] == "test"
+    all_items = manifest.items()
     report = {}
     for teacher in teachers:
         python = (pythons or {}).get(teacher) or environment_python(teacher)
+        rows = order if get_teacher(teacher).baseline else order[~held_out]
+        items = [all_items[row] for row in rows]
         report[teacher] = run_teacher(teacher, items, teacher_dir(corpus_dir, teacher), python=python,
                                       runner=runner, max_minutes=max_minutes,
                                       progress=(lambda done, total, t=teacher: progress(t, done, total))
