@@ -36,16 +36,16 @@ def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_s
     variants = {"all": ["self", "bpm", "tag"], "without-tag": ["self", "bpm"]}
     lines = []
     rows = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, minutes=0.001,
-                        n_repeats=1, split="train", augment={"gain_db": 6.0},
-                        log=lines.append)   # 8 valid tracks: too few for 10 folds
+                        n_repeats=1, augment={"gain_db": 6.0}, log=lines.append)
     assert {row["representation"] for row in rows} == {"all", "without-tag", "augmented", "rand", "mfcc"}
     recipe = load_model(tmp_path / "runs" / "augmented.safetensors").config["info"]["training"]
     assert recipe["augment"] == {"gain_db": 6.0} and recipe["sources"] == ["self", "bpm", "tag"]
     assert load_model(tmp_path / "runs" / "all.safetensors").config["info"]["training"]["augment"] == {}
-    assert {row["task"] for row in rows} == {"soundtrack"} and rows[0]["n_tracks"] == 24
+    assert {row["task"] for row in rows} == {"soundtrack"} and rows[0]["n_tracks"] == 8
+    assert rows[0]["folds"] == 3   # the validation tracks are too few for the study's 10 folds
     assert (tmp_path / "runs" / "all.safetensors").exists() and "all: 1 epochs" in lines
     again = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, minutes=0.001,
-                         n_repeats=1, split="train", augment={"gain_db": 6.0}, log=lines.append)
+                         n_repeats=1, augment={"gain_db": 6.0}, log=lines.append)
     assert lines.count("all: 1 epochs") == 2   # the budget was spent: no further epoch
     assert [row["mean"] for row in again] == [row["mean"] for row in rows]
     chosen = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, only=["without-tag"],

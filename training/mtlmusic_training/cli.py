@@ -352,6 +352,9 @@ def teachers(corpus: Path = typer.Argument(..., help="A corpus folder with manif
             typer.echo(f"{source}: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
 
 
+FOLDS_HELP = "Folds of each repetition (default: the study's 10 on the test tracks, 3 on the fewer valid ones)."
+
+
 @app.command("open-corpus-eval")
 def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpus."),
                      models: list[Path] = typer.Argument(..., help="Model files to score."),
@@ -359,7 +362,7 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
                      card: Optional[Path] = typer.Option(None, help="Write the first model's card (Markdown) here."),
                      repeats: int = typer.Option(5),
-                     folds: int = typer.Option(10, min=2, help="Folds of each repetition (the study's 10)."),
+                     folds: Optional[int] = typer.Option(None, min=2, help=FOLDS_HELP),
                      split: str = typer.Option("test", help="Tracks scored: test (the held-out part, to report) or "
                                                             "valid (to choose between models)."),
                      workers: int = typer.Option(0)) -> None:
@@ -400,7 +403,9 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
                          lr: float = typer.Option(3e-4, help="Adam learning rate."),
                          split: str = typer.Option("valid", help="Tracks that score the variants: valid (to choose) "
                                                                  "or test (to report)."),
-                         repeats: int = typer.Option(5), seed: int = typer.Option(0),
+                         repeats: int = typer.Option(5),
+                         folds: Optional[int] = typer.Option(None, min=2, help=FOLDS_HELP),
+                         seed: int = typer.Option(0),
                          augment: str = typer.Option("", help="Also train the full model with these crop "
                                                                "augmentations (variant 'augmented'). " + AUGMENT_HELP),
                          only: list[str] = typer.Option([], "--only", help="Run only this variant (repeatable), "
@@ -417,7 +422,7 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
     with _errors_as_messages():
         rows = run_ablation(corpus, runs, source_list, architecture=arch, minutes=minutes, lr=lr, seed=seed,
-                            split=split, only=only or None, n_repeats=repeats,
+                            split=split, only=only or None, n_repeats=repeats, n_folds=folds,
                             augment=Augmentation.parse(augment).as_dict(), log=typer.echo)
     if output:
         with atomic_path(output) as tmp:

@@ -55,7 +55,8 @@ def ablation_variants(sources: Sequence[str]) -> dict[str, tuple[str, ...]]:
 def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sources: Sequence[str], *,
                  architecture: str = "MS-SR@FC", minutes: float = 20.0, lr: float = 3e-4, seed: int = 0,
                  split: str = "valid", variants: Mapping[str, Sequence[str]] | None = None,
-                 only: Sequence[str] | None = None, n_repeats: int = 5, augment: Mapping[str, float] | None = None,
+                 only: Sequence[str] | None = None, n_repeats: int = 5, n_folds: int | None = None,
+                 augment: Mapping[str, float] | None = None,
                  log: Callable[[str], None] = print) -> list[dict]:
     """Train and score every variant of :func:`ablation_variants` (or ``variants``) for ``minutes`` each.
 
@@ -79,7 +80,9 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
         Train and score only the variants of these names (``augmented`` included), e.g.
         ``["all", "without-bpm"]``.
     n_repeats : int
-        Repetitions of the 10-fold cross-validation.
+        Repetitions of the cross-validation.
+    n_folds : int, optional
+        Its folds (default the split's, :data:`~mtlmusic_training.corpus.heldout.DEFAULT_FOLDS`).
     augment : mapping, optional
         :class:`~mtlmusic_training.augment.Augmentation` settings of the extra variant
         ``augmented`` (all sources); the other variants are not augmented.
@@ -118,4 +121,4 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
         models[name] = trainer.export(runs / f"{name}.safetensors", overwrite=True)
         log(f"{name}: {trainer.epoch} epochs")
     return evaluate_on_open_corpus(corpus, models | {"rand": "rand", "mfcc": "mfcc"}, cache_dir=runs / "features",
-                                   n_repeats=n_repeats, seed=seed, split=split)
+                                   n_repeats=n_repeats, n_folds=n_folds, seed=seed, split=split)

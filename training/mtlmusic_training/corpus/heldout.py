@@ -125,9 +125,15 @@ def baseline_representations(corpus_dir: str | os.PathLike) -> dict[str, object]
     return {"rand": "rand", "mfcc": "mfcc"} | {name: path for name, path in found.items() if path.is_file()}
 
 
+#: Folds of the protocol's cross-validation on each split's tracks: the study's 10 on the held-out part,
+#: 3 on the validation part (about a fifth of its size: too few tracks per class for 10 folds).
+DEFAULT_FOLDS = {"test": 10, "valid": 3, "train": 10}
+
+
 def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapping[str, object],
                             cache_dir: str | os.PathLike | None = None, n_repeats: int = 5,
-                            seed: int = 0, workers: int = 0, split: str = "test", n_folds: int = 10) -> list[dict]:
+                            seed: int = 0, workers: int = 0, split: str = "test",
+                            n_folds: int | None = None) -> list[dict]:
     """Score each representation (name -> model, model file, ``"rand"`` or ``"mfcc"``) on every held-out task.
 
     Parameters
@@ -138,8 +144,11 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
         Name -> anything :func:`~mtlmusic_training.evaluation.evaluate` takes as its source.
     cache_dir : str or path-like, optional
         Feature cache folder.
-    n_repeats, seed, n_folds : int
-        Split design of the protocol (``n_repeats`` x ``n_folds`` folds; the study's 10 by default).
+    n_repeats, seed : int
+        Repetitions of the cross-validation and the seed of its splits.
+    n_folds : int, optional
+        Folds of each repetition: default :data:`DEFAULT_FOLDS` of the split, the study's 10 on
+        the test tracks and 3 on the validation tracks, too few for 10 folds of every class.
     workers : int
         Decoding processes beside the network.
     split : str
@@ -149,7 +158,7 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
     -------
     list of dict
         One row per task and representation: ``task``, ``representation``, ``metric``,
-        ``mean``, ``low``, ``high`` (the 95 % interval), ``n_tracks`` and ``standardized``
+        ``mean``, ``low``, ``high`` (the 95 % interval), ``n_tracks``, ``folds`` and ``standardized``
         (whether the protocol standardized the features).
 
     Examples
@@ -158,14 +167,17 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
     >>> sorted({row["task"] for row in rows})  # doctest: +SKIP
     ['soundtrack', 'style', 'tempo']
     """
+    datasets = held_out_datasets(corpus_dir, split)
+    n_folds = n_folds or DEFAULT_FOLDS[split]
     rows = []
-    for task, dataset in held_out_datasets(corpus_dir, split).items():
+    for task, dataset in datasets.items():
         for name, source in representations.items():
             result = evaluate(source, dataset, cache_dir=cache_dir, n_repeats=n_repeats, n_folds=n_folds, seed=seed,
                               workers=workers)
             low, high = result.interval
             rows.append({"task": task, "representation": name, "metric": result.metric, "mean": result.mean,
-                         "low": low, "high": high, "n_tracks": len(dataset), "standardized": result.standardized})
+                         "low": low, "high": high, "n_tracks": len(dataset), "folds": n_folds,
+                         "standardized": result.standardized})
     return rows
 
 
