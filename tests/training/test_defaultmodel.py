@@ -27,7 +27,8 @@ def _corpus(root):
         metadata.append({"track_id": f"t{i:02d}", "corpus": corpus,
                          "soundtrack": label if corpus == "soundtrack" else "",
                          "style": label if corpus == "music21" else "",
-                         "bpm_label": str(60 + 3 * i) if corpus == "music21" else ""})
+                         "bpm_label": str(60 + 3 * i) if corpus == "music21" else "",
+                         "duration": 1.0, "licence": "GPL-2+"})
     for name, rows in (("manifest.csv", manifest), ("metadata.csv", metadata)):
         with open(root / name, "w", newline="") as f:
             writer = csv.DictWriter(f, list(rows[0]))
@@ -56,6 +57,30 @@ def test_a_card_is_written_from_the_test_tracks_only(tmp_path, model_file):
     result = CliRunner().invoke(app, ["open-corpus-eval", str(tmp_path), str(model_file), "--split", "valid",
                                       "--card", str(tmp_path / "card.md")])
     assert result.exit_code == 2 and "held-out (test)" in result.output and not (tmp_path / "card.md").exists()
+
+
+def test_a_card_shows_the_ablation_rows_it_is_given(tmp_path, model_file):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mtlmusic_training.cli import app
+
+    _corpus(tmp_path)
+    arguments = ["open-corpus-eval", str(tmp_path), str(model_file), "--repeats", "1", "--cache", str(tmp_path / "c")]
+    not_rows = tmp_path / "not-rows.json"
+    not_rows.write_text(json.dumps({"all": 0.5}))
+    result = CliRunner().invoke(app, [*arguments, "--card", str(tmp_path / "card.md"), "--ablation", str(not_rows)])
+    assert result.exit_code == 2 and "holds no ablation rows" in result.output
+    result = CliRunner().invoke(app, [*arguments, "--ablation", str(not_rows)])
+    assert result.exit_code == 2 and "give --card too" in result.output
+    rows = [{"task": "style", "representation": r, "metric": "accuracy", "mean": 0.5, "low": 0.4, "high": 0.6,
+             "n_tracks": 54, "split": "valid", "folds": 3} for r in ("all", "without-bpm")]
+    (tmp_path / "ablation.json").write_text(json.dumps(rows))
+    result = CliRunner().invoke(app, [*arguments, "--card", str(tmp_path / "card.md"),
+                                      "--ablation", str(tmp_path / "ablation.json")])
+    assert result.exit_code == 0, result.output
+    assert "| task (tracks, metric) | all | without-bpm |" in (tmp_path / "card.md").read_text()
 
 
 def test_scores_and_table(tmp_path, model_file):
@@ -101,7 +126,14 @@ def test_model_card_describes_the_corpus_sources_teachers_and_scores(tmp_path, m
     assert "* `tag`: teacher musicnn" in card and "* `pitch`: teacher basic-pitch" in card
     assert "ISC" in card and "Apache-2.0" in card and "mtlmusic-train teachers corpus" in card
     assert "| style (150, accuracy) |" in card and "musicnn is MSD_musicnn's penultimate layer" in card
-    assert "--augment" not in card and "augmented" not in card
+    assert "--augment" not in card and "augmented" not in card and "## Ablation" not in card
+    ablation = [{"task": "style", "representation": r, "metric": "accuracy", "mean": m, "low": m - 0.1,
+                 "high": m + 0.1, "n_tracks": 54, "split": "valid", "folds": 3}
+                for r, m in (("all", 0.6), ("without-tag", 0.5), ("rand", 0.3), ("mfcc", 0.4))]
+    with_ablation = model_card(config, rows, tmp_path, ablation=ablation)
+    assert "## Ablation" in with_ablation and "scored on the valid tracks (3 folds" in with_ablation
+    assert "| task (tracks, metric) | all | without-tag | rand | mfcc |" in with_ablation
+    assert "| style (54, accuracy) | **0.600** [0.500, 0.700] | 0.500 [0.400, 0.600]" in with_ablation
     config["info"] = {**config.get("info", {}), "training": {**config.get("info", {}).get("training", {}),
                                                              "augment": {"gain_db": 6.0, "stretch": 0.05}}}
     augmented = model_card(config, rows, tmp_path)

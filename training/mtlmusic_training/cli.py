@@ -352,6 +352,20 @@ def teachers(corpus: Path = typer.Argument(..., help="A corpus folder with manif
             typer.echo(f"{source}: targets for {int(targets.mask.sum())} of {len(targets.mask)} tracks")
 
 
+def _read_ablation(path: Path) -> list[dict]:
+    """The rows that `open-corpus-ablation -o` wrote, checked to be ablation rows."""
+    from mtlmusic.errors import ConfigError
+
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"Cannot read the ablation rows {path}: {error}") from None
+    keys = {"task", "representation", "metric", "mean", "low", "high"}
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and keys <= set(r) for r in rows):
+        raise ConfigError(f"{path} holds no ablation rows (write them with `open-corpus-ablation -o`).")
+    return rows
+
+
 FOLDS_HELP = "Folds of each repetition (default: the study's 10 on the test tracks, 3 on the fewer valid ones)."
 
 
@@ -361,6 +375,8 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      cache: Optional[Path] = typer.Option(None, help="Feature cache folder."),
                      output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
                      card: Optional[Path] = typer.Option(None, help="Write the first model's card (Markdown) here."),
+                     ablation: Optional[Path] = typer.Option(None, help="Rows of `open-corpus-ablation -o` (JSON) "
+                                                                        "to show in the card."),
                      repeats: int = typer.Option(5),
                      folds: Optional[int] = typer.Option(None, min=2, help=FOLDS_HELP),
                      split: str = typer.Option("test", help="Tracks scored: test (the held-out part, to report) or "
@@ -381,6 +397,9 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
         if card and split != "test":
             raise ConfigError(f"a model card reports the held-out (test) scores; --card cannot be written from the "
                               f"{split} tracks.")
+        if ablation and not card:
+            raise ConfigError("--ablation adds the ablation table to a card: give --card too.")
+        ablation_rows = _read_ablation(ablation) if ablation else None
         rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, n_folds=folds,
                                        workers=workers, split=split)
     if output:
@@ -390,7 +409,7 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
         from mtlmusic import load_model
 
         with atomic_path(card) as tmp:
-            tmp.write_text(model_card(load_model(models[0]).config, rows, corpus))
+            tmp.write_text(model_card(load_model(models[0]).config, rows, corpus, ablation=ablation_rows))
     typer.echo(score_table(rows))
 
 

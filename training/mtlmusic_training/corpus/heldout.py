@@ -158,8 +158,8 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
     -------
     list of dict
         One row per task and representation: ``task``, ``representation``, ``metric``,
-        ``mean``, ``low``, ``high`` (the 95 % interval), ``n_tracks``, ``folds`` and ``standardized``
-        (whether the protocol standardized the features).
+        ``mean``, ``low``, ``high`` (the 95 % interval), ``n_tracks``, ``split``, ``folds`` and
+        ``standardized`` (whether the protocol standardized the features).
 
     Examples
     --------
@@ -176,7 +176,7 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
                               workers=workers)
             low, high = result.interval
             rows.append({"task": task, "representation": name, "metric": result.metric, "mean": result.mean,
-                         "low": low, "high": high, "n_tracks": len(dataset), "folds": n_folds,
+                         "low": low, "high": high, "n_tracks": len(dataset), "split": split, "folds": n_folds,
                          "standardized": result.standardized})
     return rows
 
@@ -269,7 +269,8 @@ def corpus_tables(corpus_dir: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike) -> str:
+def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
+               ablation: list[dict] | None = None) -> str:
     """The model card (Markdown with the hub's metadata header) of a model trained on the open corpus.
 
     Parameters
@@ -280,6 +281,9 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
         :func:`evaluate_on_open_corpus` rows for the model and the baselines.
     corpus_dir : str or path-like
         The corpus it was trained on (:func:`corpus_tables` describes it).
+    ablation : list of dict, optional
+        :func:`~mtlmusic_training.corpus.ablation.run_ablation` rows (``open-corpus-ablation -o``),
+        shown as the card's ablation table.
 
     Returns
     -------
@@ -380,6 +384,7 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
         score_table(rows), "",
         "Reproduce this table with the last command of the recipe.",
         "",
+        *(_ablation_section(ablation) if ablation else []),
         "## What it is not good for", "",
         "* Vocals, lyrics and most popular genres: the training music is game soundtracks, chiptune modules and "
         "rendered scores; none of it is commercial popular music.",
@@ -389,3 +394,18 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike)
         "Last.fm, Echo Nest, musiXmatch and CDR targets; this model's data and sources are different and smaller.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _ablation_section(rows: list[dict]) -> list[str]:
+    """The card's lines on an ablation: how its variants were trained and scored, and their table."""
+    first = rows[0]
+    return [
+        "## Ablation", "",
+        "Which sources the model needs: the model with all sources, without each source in turn, each teacher's "
+        "sources alone (with `self`) and, where named `augmented`, all sources with augmented crops, each trained "
+        f"for the same time by `mtlmusic-train open-corpus-ablation` and scored on the {first.get('split', 'valid')} "
+        f"tracks ({first.get('folds', 10)} folds x the repetitions; mean and 95% interval). Short runs: the table "
+        "compares sources, not final scores.",
+        "",
+        score_table(rows), "",
+    ]
