@@ -128,6 +128,18 @@ def test_command_line_steps(data_dir, tmp_path):
     result = runner.invoke(app, ["export", str(runs / "ssr-bpm"), str(data), "-o", str(tmp_path / "x.safetensors")])
     assert result.exit_code == 0, result.output
     assert mtlmusic.load_model(tmp_path / "x.safetensors").architecture == "SS-R"
+    (tmp_path / "card.md").write_text("# default\n\n## Evaluation on the held-out part\n")
+    (tmp_path / "scores.json").write_text('[{"task": "style", "mean": 0.5}]')
+    result = runner.invoke(app, ["export", str(runs / "ssr-bpm"), str(data), "-o", str(tmp_path / "card.safetensors"),
+                                 "--name", "default", "--card", str(tmp_path / "card.md"),
+                                 "--scores", str(tmp_path / "scores.json")])
+    assert result.exit_code == 0, result.output
+    config = mtlmusic.load_model(tmp_path / "card.safetensors").config
+    assert config["name"] == "default" and config["info"]["card"].startswith("# default")
+    assert config["info"]["scores"] == [{"task": "style", "mean": 0.5}] and config["info"]["epochs_trained"] == 1
+    missing = runner.invoke(app, ["export", str(runs / "ssr-bpm"), str(data), "-o", str(tmp_path / "y.safetensors"),
+                                  "--card", str(tmp_path / "no-card.md")])
+    assert missing.exit_code == 2 and "no-card.md" in missing.output and not (tmp_path / "y.safetensors").exists()
 
 
 def test_the_mel_cache_goes_to_the_gpu_only_when_it_fits_the_runs_share():

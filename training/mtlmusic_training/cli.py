@@ -275,17 +275,28 @@ def status(runs_dir: Path = typer.Argument(...),
 def export_run(run_dir: Path = typer.Argument(..., help="A run folder with a checkpoint."),
                data: Path = typer.Argument(..., help="The data folder it was trained on."),
                output: Path = typer.Option(..., "-o", "--output"),
+               name: Optional[str] = typer.Option(None, help="The model's name (default: the run's)."),
+               card: Optional[Path] = typer.Option(None, help="A model card (Markdown) to embed, e.g. from "
+                                                             "`open-corpus-eval --card`."),
+               scores: Optional[Path] = typer.Option(None, help="Score rows (JSON, `open-corpus-eval -o`) to embed."),
                overwrite: bool = typer.Option(False)) -> None:
-    """Write a run's latest checkpoint as an mtlmusic model file."""
+    """Write a run's latest checkpoint as an mtlmusic model file, with its card and scores if given.
+
+    The card and scores of a model file are in its config (`mtlmusic info MODEL`); the embedded default
+    is written this way once its held-out scores are known."""
     import torch
 
     from .trainer import Trainer, TrainConfig, load_training_data
 
+    with _errors_as_messages(OSError, ValueError):
+        info = {"card": card.read_text()} if card else {}
+        if scores:
+            info["scores"] = json.loads(scores.read_text())
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     config = TrainConfig(**state["config"])
     config.device = "cpu"
     trainer = Trainer(config, load_training_data(data, config.sources), run_dir, log=lambda _: None)
-    trainer.export(output, overwrite=overwrite)
+    trainer.export(output, info=info, name=name, overwrite=overwrite)
     typer.echo(f"exported {output} (epoch {trainer.epoch})")
 
 

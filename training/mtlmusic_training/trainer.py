@@ -778,15 +778,17 @@ class Trainer:
         self.history = state["history"]
         self.log(f"{self.config.name}: resumed after epoch {self.epoch}")
 
-    def export(self, path: str | os.PathLike, info: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
-        """Write the trained network as an mtlmusic model file (heads kept, config and history in ``info``)."""
+    def export(self, path: str | os.PathLike, info: dict[str, Any] | None = None, overwrite: bool = False,
+               name: str | None = None) -> Path:
+        """Write the trained network as an mtlmusic model file (heads kept, config and history in ``info``),
+        named ``name`` (default the run's)."""
         recipe = {"training": asdict(self.config), "epochs_trained": self.epoch, "device": str(self.device),
                   "train_seconds": sum(record["seconds"] for record in self.history),
                   "final": self.history[-1] if self.history else None}
         self.optimizer.zero_grad(set_to_none=True)
         network = copy.deepcopy(self.network).cpu().eval()
-        return save_model_file(path, network, self.data.scaler.to("cpu"), name=self.config.name, info={**recipe, **(info or {})},
-                               overwrite=overwrite)
+        return save_model_file(path, network, self.data.scaler.to("cpu"), name=name or self.config.name,
+                               info={**recipe, **(info or {})}, overwrite=overwrite)
 
 
 def train_together(trainers: Sequence[Trainer], max_minutes: float | None = None,
