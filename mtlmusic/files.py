@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,8 +47,11 @@ def atomic_path(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_file(path)
+    mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
         yield tmp
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:    # a writer that replaced the file (safetensors: 0o600)
+            os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

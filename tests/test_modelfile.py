@@ -41,6 +41,17 @@ def test_features_survive_round_trip(model_file, tmp_path):
     assert np.array_equal(model.extract(y, sr=22050), mtlmusic.load_model(tmp_path / "again.safetensors").extract(y, sr=22050))
 
 
+def test_a_model_file_gets_the_permissions_of_any_new_file(model_file, tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "m.safetensors"
+    mtlmusic.load_model(model_file).save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask    # not safetensors' own 0o600
+
+
 def test_no_silent_overwrite(model_file, tmp_path):
     model = mtlmusic.load_model(model_file)
     target = tmp_path / "m.safetensors"
