@@ -308,13 +308,14 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
     augment = training.get("augment") or {}
     augment_option = f"--augment {','.join(f'{k}={v:g}' for k, v in augment.items())} " if augment else ""
     names = list(dict.fromkeys(row["representation"] for row in rows))
+    name = config.get("name") or "default"
     header = "\n".join([
         "---", "license: other", "license_name: open-corpus-mixed", "library_name: mtlmusic",
         "tags: [audio, music, feature-extraction, music-information-retrieval, multi-task-learning]",
         "datasets: [debian-game-music, music21-corpus]", "metrics: [accuracy, r2]", "---"])
     lines = [
         header, "",
-        f"# {config.get('name') or 'default'}: {config['architecture']} on {', '.join(sources)}", "",
+        f"# {name}: {config['architecture']} on {', '.join(sources)}", "",
         f"A model of mtlmusic: the study's network (Table 3) as {config['architecture']}, trained by mtlmusic's own "
         f"pipeline on openly licensed music with {len(sources)} learning sources. Each track is described by "
         f"{2 * 256} values: the mean and standard deviation of the 256-dimensional representation of its 2.5 s "
@@ -358,11 +359,11 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
         *([" ".join(["mtlmusic-train teachers corpus", *(f"--teacher {name}" for name in teachers)])]
           if teachers else []),
         "mtlmusic-train cache corpus/manifest.csv corpus --workers 2",
-        f"mtlmusic-train run corpus runs/default --arch {config['architecture']} "
+        f"mtlmusic-train run corpus runs/{name} --arch {config['architecture']} "
         f"--sources {','.join(sources)} --epochs {training.get('epochs')} --lr {training.get('lr')} "
         f"{augment_option}--max-minutes MINUTES",
-        "mtlmusic-train export runs/default corpus -o default.safetensors",
-        "mtlmusic-train open-corpus-eval corpus default.safetensors --cache eval-cache",
+        f"mtlmusic-train export runs/{name} corpus -o {name}.safetensors --name {name}",
+        f"mtlmusic-train open-corpus-eval corpus {name}.safetensors --cache eval-cache",
         "```", "",
         f"Batch {training.get('batch_size')}, Adam (lr {training.get('lr')}, L2 {training.get('weight_decay')}), "
         f"{info.get('epochs_trained')} epochs of L = l x m iterations, seed {training.get('seed')}, "
@@ -388,6 +389,8 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
         "## What it is not good for", "",
         "* Vocals, lyrics and most popular genres: the training music is game soundtracks, chiptune modules and "
         "rendered scores; none of it is commercial popular music.",
+        "* Reading off tempo, key or pitch directly: the features help a model learn them (see the tempo task), "
+        "but a dedicated estimator (a beat tracker, a key or pitch detector) is far more accurate.",
         "* Tasks that need more than 2.5 s of context per slice (form, long-range structure): the track vector is "
         "the mean and standard deviation of its slices.",
         "* Comparisons with the study's numbers: the study trained on 46,490 Million Song Dataset previews with "
