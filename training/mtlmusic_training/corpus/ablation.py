@@ -119,6 +119,9 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
         if spent < minutes:
             trainer.train(max_minutes=minutes - spent)
         models[name] = trainer.export(runs / f"{name}.safetensors", overwrite=True)
-        log(f"{name}: {trainer.epoch} epochs")
+        steps = sum(record["iterations"] for record in trainer.history)
+        seconds = sum(record["seconds"] for record in trainer.history)
+        log(f"{name}: {trainer.epoch} epochs, {steps} steps, "
+            f"{steps * config.batch_size / max(seconds, 1e-9):.0f} samples/s")   # equal budgets need an idle machine
     return evaluate_on_open_corpus(corpus, models | {"rand": "rand", "mfcc": "mfcc"}, cache_dir=runs / "features",
                                    n_repeats=n_repeats, n_folds=n_folds, seed=seed, split=split)
