@@ -541,7 +541,8 @@ def evaluate_grid_command(
     subsample_irmas: Optional[float] = typer.Option(None, help="Stratified fraction of IRMAS to keep (default: the "
                                                                "paper's 0.2; 1: all)."),
     repeats: int = typer.Option(5, "--repeats", help="Repetitions of the k-fold partition."),
-    folds: int = typer.Option(10, "--folds", help="Folds per repetition."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="Folds per repetition (default: the study's 10; "
+                                                             "3 on the open corpus's valid tracks)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the splits and subsamples."),
     drop_failed: bool = typer.Option(False, "--drop-failed", help="Leave out tracks that cannot be read "
                                                                   "instead of failing."),
@@ -557,7 +558,7 @@ def evaluate_grid_command(
     """
     import dataclasses
 
-    from .corpus.heldout import held_out_datasets
+    from .corpus.heldout import DEFAULT_FOLDS, held_out_datasets
     from .evaluation import (JAM_MIN_LIKES, load_ballroom, load_fma_medium, load_gtzan, load_irmas,
                              load_mediaeval_emotion, load_thisismyjam, paper_subsample)
     from .evaluation.grid import evaluate_grid
@@ -581,7 +582,7 @@ def evaluate_grid_command(
         raise typer.Exit(2)
     if open_corpus_split not in ("test", "valid"):
         raise typer.BadParameter("choose test or valid", param_hint="'--open-corpus-split'")
-    datasets = {}
+    datasets, dataset_folds = {}, {}
     with _errors_as_messages():
         for name, (root, load) in loaders.items():
             if root is None:
@@ -589,12 +590,14 @@ def evaluate_grid_command(
                 continue
             for dataset in load():
                 datasets[dataset.name] = dataset
+                dataset_folds[dataset.name] = folds or (DEFAULT_FOLDS[open_corpus_split] if name == "Open corpus"
+                                                        else 10)
                 typer.echo(f"{dataset.name}: {len(dataset)} tracks")
         if not datasets:
             raise typer.BadParameter("give at least one dataset (--gtzan, --ballroom, --fma, --irmas, --emotion, "
                                      "--jam, --open-corpus)")
         summary = evaluate_grid(runs_dir, datasets, output, cache_dir=cache or default_cache_dir(),
-                                standardize=standardize, n_repeats=repeats, n_folds=folds, seed=seed,
+                                standardize=standardize, n_repeats=repeats, n_folds=dataset_folds, seed=seed,
                                 on_error="drop" if drop_failed else "raise", n_jobs=jobs, device=device,
                                 workers=workers, log=typer.echo)
     typer.echo(f"{summary.scored} scored, {summary.skipped} already in {output}, {len(summary.failed)} failed")

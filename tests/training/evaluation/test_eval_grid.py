@@ -14,6 +14,7 @@ from mtlmusic.model import Model
 from mtlmusic.modelfile import feature_names, save_model_file
 from gtzan_clips import write_gtzan
 from mtlmusic_training.cli import app
+from mtlmusic_training.corpus.heldout import DEFAULT_FOLDS
 from mtlmusic_training.design import grid_sources
 from mtlmusic_training.evaluation import (
     RESULT_COLUMNS,
@@ -351,14 +352,18 @@ def test_cli_evaluate_grid_scores_the_open_corpus_held_out_tasks(other_runs_dir,
     assert "soundtrack: 6 tracks" in held_out.output and "tempo: 6 tracks" in held_out.output
     assert "78 MSS-CR representations left out" in held_out.output   # the design recorded in the runs folder
     assert "18 scored, 0 already in" in held_out.output  # (2 baselines, 3 networks, msscr-bpm-chroma) x 3 tasks
-    # The validation tracks are tasks of their own, beside the held-out ones in the same table.
-    valid = CliRunner().invoke(app, args + ["--open-corpus-split", "valid"])
+    # The validation tracks are tasks of their own, beside the held-out ones in the same table, scored
+    # with DEFAULT_FOLDS["valid"] folds unless --folds says otherwise.
+    without_folds = [arg for arg in args if arg not in ("--folds", "3")]
+    valid = CliRunner().invoke(app, without_folds + ["--open-corpus-split", "valid"])
     assert valid.exit_code == 0, valid.output
     assert "soundtrack-valid: 6 tracks" in valid.output and "18 scored, 0 already in" in valid.output
 
     table = load_results(results)
     assert set(table["representation"]) == {"mfcc", "rand", "ssr-bpm", "ssr-chroma", "mscr2-bpm-chroma",
                                             "msscr-bpm-chroma"}
+    splits = table.groupby(["dataset", "representation"]).size()
+    assert set(splits[["soundtrack-valid", "style-valid", "tempo-valid"]]) == {DEFAULT_FOLDS["valid"]}
     assert table.loc[table["representation"] == "msscr-bpm-chroma", "sources"].unique().tolist() == ["bpm+chroma"]
     kinds = table.groupby("dataset")[["task", "metric", "n_tracks", "n_classes"]].first().to_dict("index")
     classification = {"task": "classification", "metric": "accuracy", "n_tracks": 6, "n_classes": "2"}

@@ -272,7 +272,7 @@ def evaluate_grid(
     baselines: Sequence[str] = BASELINES,
     standardize: bool | None = None,
     n_repeats: int = 5,
-    n_folds: int = 10,
+    n_folds: int | Mapping[str, int] = 10,
     seed: int = 0,
     on_error: str = "raise",
     n_jobs: int | None = 1,
@@ -307,8 +307,10 @@ def evaluate_grid(
         Standardize the features before the task's model; ``None``: each protocol's default (no for
         classification, yes for regression and recommendation; see
         :mod:`~mtlmusic_training.evaluation.protocols`). Every row records the setting.
-    n_repeats, n_folds, seed : int
-        Split design (5 x 10 = 50 splits by default).
+    n_repeats, seed : int
+    n_folds : int or mapping of str to int, default 10
+        Folds per repetition (5 x 10 = 50 splits by default), or folds by dataset name (10 for a
+        dataset it leaves out), e.g. fewer for a small validation set.
     on_error : {"raise", "drop"}, default "raise"
         Tracks without features: fail the pair, or score without them (see :func:`evaluate`).
     n_jobs : int or None, default 1
@@ -356,8 +358,9 @@ def evaluate_grid(
     summary = GridSummary(unassembled=left_out)
     if left_out:
         log(f"{len(left_out)} MSS-CR representations left out: SS-R networks missing (first: {left_out[0]})")
+    folds = {name: n_folds.get(name, 10) if isinstance(n_folds, Mapping) else n_folds for name in named}
     settings = {name: (str(_default_standardize(dataset.task) if standardize is None else bool(standardize)),
-                       str(seed), str(n_repeats * n_folds)) for name, dataset in named.items()}
+                       str(seed), str(n_repeats * folds[name])) for name, dataset in named.items()}
     out_csv = Path(out_csv)
     if out_csv.exists():
         done = _complete_pairs(out_csv, settings)
@@ -377,7 +380,7 @@ def evaluate_grid(
         position = f"[{index}/{total}]"
         try:
             result = evaluate(source, dataset, cache_dir=cache_dir, on_error=on_error, n_repeats=n_repeats,
-                              n_folds=n_folds, seed=seed, standardize=standardize, n_jobs=n_jobs, device=device,
+                              n_folds=folds[dataset_name], seed=seed, standardize=standardize, n_jobs=n_jobs, device=device,
                               workers=workers)
         except MtlmusicError as err:
             summary.failed[f"{name} on {dataset_name}"] = str(err)
