@@ -1,5 +1,6 @@
 """evaluate(): every kind of features source on a tiny GTZAN-layout dataset, the feature cache, the CLI."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -126,9 +127,15 @@ def test_features_are_cached_per_source_and_dataset(dataset, model_file, tmp_pat
     cached = dataset_features(model_file, dataset, cache_dir=cache)
     assert cached.from_cache
     np.testing.assert_array_equal(cached.features, found.features)
-    # A loaded model with the same weights shares the entry.
+    # A loaded model with the same weights shares the entry, and so does a dataset of the same tracks.
     model = mtlmusic.Model.from_file(model_file, device="cpu")
     assert dataset_features(model, dataset, cache_dir=cache).from_cache
+    renamed = dataset_features(model, dataclasses.replace(dataset, name="GTZAN-again"), cache_dir=cache)
+    assert renamed.from_cache and renamed.cache_file == found.cache_file
+    fewer = dataclasses.replace(dataset, name="GTZAN-fewer", paths=dataset.paths[:-1], ids=dataset.ids[:-1],
+                                labels=dataset.labels[:-1])
+    with pytest.raises(RuntimeError, match="must not run"):   # other tracks: another entry
+        dataset_features(model, fewer, cache_dir=cache)
     # A damaged entry is recomputed, not trusted.
     found.cache_file.write_bytes(b"damaged")
     with pytest.raises(RuntimeError, match="must not run"):

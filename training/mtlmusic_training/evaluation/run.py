@@ -31,6 +31,9 @@ ends with a hash of
 * the dataset's audio paths (absolute, in order);
 * the cache format and the mtlmusic version (the front end's code is part of the features).
 
+Its name starts with the dataset's name, but datasets of the same tracks in the same order (the
+open corpus's ``style`` and ``tempo``) share one entry: the features are extracted once.
+
 Any change to one of them gives a new entry; a damaged or foreign cache file is recomputed.
 Tracks whose audio cannot be read are stored as rows of NaN with their error message; delete the
 cache file to retry them.
@@ -571,11 +574,14 @@ def _extracted_features(extractor: _Extractor, dataset: EvalDataset, cache_dir, 
     cache_file = None
     if cache_dir is not None and extractor.identity is not None:
         digest = _cache_key(extractor.identity, dataset)
-        cache_file = Path(cache_dir) / f"{_slug(dataset.name)}.{_slug(extractor.label)}.{digest[:20]}.npz"
-        cached = _read_cache(cache_file, digest, dataset)
-        if cached is not None:
-            features, names, errors = cached
-            return DatasetFeatures(features, tuple(names), extractor.label, errors, cache_file, True)
+        entry = f"{_slug(extractor.label)}.{digest[:20]}.npz"
+        cache_file = Path(cache_dir) / f"{_slug(dataset.name)}.{entry}"
+        # Datasets of the same tracks (e.g. the open corpus's style and tempo) share one entry.
+        for candidate in [cache_file, *sorted(Path(cache_dir).glob(f"*.{entry}"))]:
+            cached = _read_cache(candidate, digest, dataset)
+            if cached is not None:
+                features, names, errors = cached
+                return DatasetFeatures(features, tuple(names), extractor.label, errors, candidate, True)
     features, names, errors = extractor.extract(paths, progress)
     if cache_file is not None and features.shape[1] > 0:
         meta = {"key": digest, "source": extractor.identity, "dataset": dataset.name,
