@@ -2,8 +2,9 @@
 
 Every file the library and the study write (feature tables, model files,
 registries, manifests, targets, design tables) goes through :func:`atomic_path`,
-so an interrupted write never leaves a half-written file; :func:`file_sha256`
-is the one hash of a file's bytes (registry pins, mel-cache shards, checkpoints).
+so an interrupted write never leaves a half-written file; :func:`write_texts`
+writes small text outputs (tables, cards, scores) that way without replacing a
+file of other contents unasked; :func:`file_sha256` is the one hash of a file's bytes (registry pins, mel-cache shards, checkpoints).
 
 Examples
 --------
@@ -21,6 +22,7 @@ import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,6 +71,37 @@ def _new_file(path: Path) -> Path:
             return tmp
         except FileExistsError:
             continue
+
+
+def write_texts(texts: Mapping[str | os.PathLike, str], *, overwrite: bool = False) -> None:
+    """Write each text to its file atomically (UTF-8); none is written when one would replace a file of other
+    contents and ``overwrite`` is false. A file that already holds its text is left as it is.
+
+    Raises
+    ------
+    FileExistsError
+        Naming every file that holds other contents.
+
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "scores.json")
+    >>> write_texts({target: "[1]"})
+    >>> write_texts({target: "[1]"})        # the same text again: nothing to replace
+    >>> write_texts({target: "[2]"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ... exists with other contents; give overwrite=True (--overwrite) to replace it
+    """
+    texts = {Path(path): text for path, text in texts.items()}
+    clashes = [str(path) for path, text in texts.items()
+               if not overwrite and path.exists() and path.read_bytes() != text.encode("utf-8")]
+    if clashes:
+        raise FileExistsError(f"{', '.join(clashes)} exists with other contents; give overwrite=True (--overwrite) "
+                              f"to replace it")
+    for path, text in texts.items():
+        if path.exists() and path.read_bytes() == text.encode("utf-8"):
+            continue
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(text.encode("utf-8"))
 
 
 def file_sha256(path: str | os.PathLike) -> str:

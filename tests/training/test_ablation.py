@@ -35,7 +35,7 @@ def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_s
                 corpus / "metadata.csv")
     variants = {"all": ["self", "bpm", "tag"], "without-tag": ["self", "bpm"]}
     lines = []
-    rows = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, minutes=0.001,
+    rows = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, epochs=1,
                         n_repeats=1, augment={"gain_db": 6.0}, log=lines.append)
     assert {row["representation"] for row in rows} == {"all", "without-tag", "augmented", "rand", "mfcc"}
     recipe = load_model(tmp_path / "runs" / "augmented.safetensors").config["info"]["training"]
@@ -45,13 +45,23 @@ def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_s
     assert rows[0]["folds"] == 3   # the validation tracks are too few for the study's 10 folds
     summary = [line for line in lines if line.startswith("all: ")]
     assert (tmp_path / "runs" / "all.safetensors").exists() and summary[0].startswith("all: 1 epochs, ")
+    # Every variant takes the full model's epoch length (l x m, m = 3 sources), whatever its own sources.
+    steps = {row["representation"]: row.get("steps") for row in rows}
+    assert steps["all"] == steps["without-tag"] == steps["augmented"] and steps["all"] % 3 == 0
+    assert steps["rand"] is None
+    assert f"all: 1 epochs, {steps['all']} steps, " in summary[0]
+    assert load_model(tmp_path / "runs" / "without-tag.safetensors").config["info"]["training"][
+        "iterations_per_epoch"] == steps["all"]
     assert summary[0].endswith(" samples/s")
-    again = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, minutes=0.001,
+    again = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, epochs=1,
                          n_repeats=1, augment={"gain_db": 6.0}, log=lines.append)
     assert sum(line.startswith("all: 1 epochs") for line in lines) == 2   # the budget was spent: no further epoch
     assert [row["mean"] for row in again] == [row["mean"] for row in rows]
     chosen = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, only=["without-tag"],
-                          minutes=0.001, n_repeats=1, split="train", log=lines.append)
+                          epochs=1, n_repeats=1, split="train", log=lines.append)
     assert {row["representation"] for row in chosen} == {"without-tag", "rand", "mfcc"}
+    with pytest.raises(ConfigError, match="trained 1 epochs, more than the 0 asked"):
+        run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, epochs=0, n_repeats=1,
+                     log=lines.append)
     with pytest.raises(ConfigError, match="Unknown ablation variants \\['without-year'\\]"):
         run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], only=["without-year"], log=lines.append)

@@ -80,7 +80,17 @@ def test_a_card_shows_the_ablation_rows_it_is_given(tmp_path, model_file):
     result = CliRunner().invoke(app, [*arguments, "--card", str(tmp_path / "card.md"),
                                       "--ablation", str(tmp_path / "ablation.json")])
     assert result.exit_code == 0, result.output
-    assert "| task (tracks, metric) | all | without-bpm |" in (tmp_path / "card.md").read_text()
+    card = (tmp_path / "card.md").read_text()
+    assert "| task (tracks, metric) | all | without-bpm |" in card
+    # The same card again is no change; another one replaces it only when asked.
+    again = [*arguments, "--card", str(tmp_path / "card.md"), "--ablation", str(tmp_path / "ablation.json")]
+    assert CliRunner().invoke(app, again).exit_code == 0
+    (tmp_path / "ablation.json").write_text(json.dumps([{**row, "mean": 0.55} for row in rows]))
+    result = CliRunner().invoke(app, again)
+    assert result.exit_code == 2 and "exists with other contents" in result.output
+    assert (tmp_path / "card.md").read_text() == card
+    result = CliRunner().invoke(app, [*again, "--overwrite"])
+    assert result.exit_code == 0 and "0.550" in (tmp_path / "card.md").read_text()
 
 
 def test_scores_and_table(tmp_path, model_file):

@@ -209,6 +209,11 @@ def test_write_design_table_over_other_sources(tmp_path):
     assert list(rows[0]) == ["id", "name", "architecture", "role", "n_sources", *OTHER]
     for row, run in zip(rows, dz.design_runs(OTHER)):
         assert row["name"] == run.name and {s for s in OTHER if row[s] == "1"} == set(run.sources)
+    dz.write_design_table(path, OTHER)    # the same table again: nothing to replace
+    with pytest.raises(FileExistsError, match="other contents"):
+        dz.write_design_table(path)
+    assert dz.write_design_table(path, overwrite=True).read_text().startswith("id,name,architecture,role,n_sources,"
+                                                                             "self,bpm,year")
 
 
 @pytest.mark.parametrize("sources, match", [

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mtlmusic
-from mtlmusic_training.trainer import Trainer, TrainConfig, load_training_data
+from mtlmusic_training.trainer import Trainer, TrainConfig, epoch_length, load_training_data
 
 def _config(architecture, sources, **kw):
     defaults = dict(epochs=2, batch_size=8, iterations_per_epoch=4, lr=1e-3, device="cpu", seed=0, valid_tracks=8)
@@ -79,6 +79,17 @@ def test_another_config_in_the_same_folder_is_refused(data_dir, tmp_path):
             tmp_path / "run", log=lambda _: None).train()
     with pytest.raises(ValueError, match="another configuration"):
         Trainer(_config("MS-CR@2", ["bpm", "tag"]), data, tmp_path / "run", log=lambda _: None)
+    # The default epoch length given explicitly is the same training; another length is not.
+    bpm = load_training_data(data_dir, ["bpm"])
+    Trainer(_config("SS-R", ["bpm"], epochs=1, iterations_per_epoch=None), bpm, tmp_path / "default",
+            log=lambda _: None).train()
+    length = epoch_length(bpm, ["bpm"], batch_size=8)
+    same = Trainer(_config("SS-R", ["bpm"], epochs=1, iterations_per_epoch=length), bpm, tmp_path / "default",
+                   log=lambda _: None)
+    assert same.epoch == 1 and same.history[0]["iterations"] == length
+    with pytest.raises(ValueError, match="another configuration"):
+        Trainer(_config("SS-R", ["bpm"], iterations_per_epoch=length + 1), bpm, tmp_path / "default",
+                log=lambda _: None)
 
 
 def test_command_line_steps(data_dir, tmp_path):

@@ -146,13 +146,15 @@ def cache(manifest: Path = typer.Argument(..., help="CSV with track_id, path, sp
 def design(output: Optional[Path] = typer.Option(None, "-o", "--output", help="CSV of the 90 runs."),
            sources: Optional[str] = typer.Option(None, help="Eight names for the design's source factors, "
                                                            "comma-separated, replacing self,bpm,year,tag,taste,"
-                                                           "cdr_tag,lyrics,artist in this order.")) -> None:
+                                                           "cdr_tag,lyrics,artist in this order."),
+           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output file of other contents.")
+           ) -> None:
     """Print the quality of the 78-run optimal design (and write the 90-run table)."""
     from .design import design_quality, write_design_table
 
-    with _errors_as_messages():
+    with _errors_as_messages(FileExistsError):
         if output:
-            write_design_table(output, sources)
+            write_design_table(output, sources, overwrite=overwrite)
             typer.echo(f"wrote {output}")
         typer.echo(json.dumps(design_quality(sources=sources), indent=2))
 
@@ -392,12 +394,14 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      folds: Optional[int] = typer.Option(None, min=2, help=FOLDS_HELP),
                      split: str = typer.Option("test", help="Tracks scored: test (the held-out part, to report) or "
                                                             "valid (to choose between models)."),
-                     workers: int = typer.Option(0)) -> None:
+                     workers: int = typer.Option(0),
+                     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files (-o, --card) "
+                                                                              "of other contents.")) -> None:
     """Score models against Rand, MFCC and musicnn on the corpus's held-out tasks (Markdown table, 50 splits).
 
     musicnn's features are scored where `mtlmusic-train teachers` wrote them. Each held-out track counts once
     (its first excerpt); classes with fewer than 3 held-out tracks are left out."""
-    from mtlmusic.files import atomic_path
+    from mtlmusic.files import write_texts
 
     from .corpus.heldout import baseline_representations, evaluate_on_open_corpus, model_card, score_table
 
@@ -413,15 +417,14 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
         ablation_rows = _read_ablation(ablation) if ablation else None
         rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, n_folds=folds,
                                        workers=workers, split=split)
-    if output:
-        with atomic_path(output) as tmp:
-            tmp.write_text(json.dumps(rows, indent=2))
+    typer.echo(score_table(rows))
+    outputs = {output: json.dumps(rows, indent=2)} if output else {}
     if card:
         from mtlmusic import load_model
 
-        with atomic_path(card) as tmp:
-            tmp.write_text(model_card(load_model(models[0]).config, rows, corpus, ablation=ablation_rows))
-    typer.echo(score_table(rows))
+        outputs[card] = model_card(load_model(models[0]).config, rows, corpus, ablation=ablation_rows)
+    with _errors_as_messages(FileExistsError):
+        write_texts(outputs, overwrite=overwrite)
 
 
 @app.command("open-corpus-ablation")
@@ -429,7 +432,10 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
                          runs: Path = typer.Argument(..., help="Folder of the runs and models (resumed)."),
                          sources: str = typer.Option(..., help="Comma-separated learning sources of the full model."),
                          arch: str = typer.Option("MS-SR@FC", "--arch"),
-                         minutes: float = typer.Option(20.0, help="Training time of every variant."),
+                         epochs: int = typer.Option(10, min=1, help="Epochs of every variant."),
+                         iterations_per_epoch: Optional[int] = typer.Option(
+                             None, min=1, help="Steps of an epoch, the same for every variant (default: the full "
+                                               "model's l x m)."),
                          lr: float = typer.Option(3e-4, help="Adam learning rate."),
                          split: str = typer.Option("valid", help="Tracks that score the variants: valid (to choose) "
                                                                  "or test (to report)."),
@@ -440,10 +446,12 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
                                                                "augmentations (variant 'augmented'). " + AUGMENT_HELP),
                          only: list[str] = typer.Option([], "--only", help="Run only this variant (repeatable), "
                                                         "e.g. --only all --only without-bpm --only augmented."),
-                         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON.")
-                         ) -> None:
-    """Train the full model, the model without each source and each teacher alone; score them (Markdown table)."""
-    from mtlmusic.files import atomic_path
+                         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
+                         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an -o file of other "
+                                                                                   "contents.")) -> None:
+    """Train the full model, the model without each source and each teacher alone, for the same number of steps;
+    score them (Markdown table)."""
+    from mtlmusic.files import write_texts
 
     from .augment import Augmentation
     from .corpus.ablation import run_ablation
@@ -451,13 +459,13 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
 
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
     with _errors_as_messages():
-        rows = run_ablation(corpus, runs, source_list, architecture=arch, minutes=minutes, lr=lr, seed=seed,
+        rows = run_ablation(corpus, runs, source_list, architecture=arch, epochs=epochs,
+                            iterations_per_epoch=iterations_per_epoch, lr=lr, seed=seed,
                             split=split, only=only or None, n_repeats=repeats, n_folds=folds,
                             augment=Augmentation.parse(augment).as_dict(), log=typer.echo)
-    if output:
-        with atomic_path(output) as tmp:
-            tmp.write_text(json.dumps(rows, indent=2))
     typer.echo(score_table(rows))
+    with _errors_as_messages(FileExistsError):
+        write_texts({output: json.dumps(rows, indent=2)} if output else {}, overwrite=overwrite)
 
 
 @app.command("open-corpus-debian")
@@ -668,12 +676,13 @@ def evaluate_command(
     workers: Optional[int] = typer.Option(None, help="Decoding processes beside the network (0: none; default: "
                                                      "chosen from the cores available)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a --json file of other contents."),
 ) -> None:
     """Score a model, feature file or baseline on a dataset: mean and 95% interval over 50 splits.
 
     Features are extracted once per (model, dataset) and kept in the cache folder.
     """
-    from mtlmusic.files import atomic_path
+    from mtlmusic.files import write_texts
 
     from .evaluation import (JAM_MIN_LIKES, evaluate, load_ballroom, load_fma_medium, load_gtzan, load_irmas,
                              load_labels_csv, load_mediaeval_emotion, load_thisismyjam, load_values_csv,
@@ -713,8 +722,8 @@ def evaluate_command(
                      f"(95% interval {low:.4f} to {high:.4f}, {result.n_splits} splits)\n")
     if json_out is not None:
         summary = {"source": source, "dataset": data.name, "n_tracks": len(data), **result.to_dict()}
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        with _errors_as_messages(FileExistsError):
+            write_texts({json_out: json.dumps(summary, indent=2) + "\n"}, overwrite=overwrite)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import itertools
 import json
 import os
@@ -86,7 +87,7 @@ from threadpoolctl import threadpool_limits
 
 from mtlmusic.architectures import SOURCES, canonical_architecture, canonical_sources, model_name
 from mtlmusic.errors import ConfigError
-from mtlmusic.files import atomic_path
+from mtlmusic.files import atomic_path, write_texts
 
 #: The four multi-task architectures of the optimal design, in the order of the paper.
 DESIGN_ARCHITECTURES = ("MS-SR@FC", "MS-CR@2", "MS-CR@4", "MS-CR@6")
@@ -391,12 +392,13 @@ def design_quality(runs: Iterable[Run] | None = None, sources: str | Sequence[st
     }
 
 
-def write_design_table(path: str | os.PathLike, sources: str | Sequence[str] | None = None) -> Path:
+def write_design_table(path: str | os.PathLike, sources: str | Sequence[str] | None = None, *,
+                       overwrite: bool = False) -> Path:
     """Write the 90 networks of :func:`design_runs` as CSV.
 
     Columns: ``id, name, architecture, role, n_sources`` and one 0/1 column per
-    source, in the design's order. The file is written atomically
-    (:func:`mtlmusic.files.atomic_path`).
+    source, in the design's order. The file is written atomically; a file there with
+    another table is replaced only with ``overwrite`` (:func:`mtlmusic.files.write_texts`).
 
     Parameters
     ----------
@@ -404,11 +406,18 @@ def write_design_table(path: str | os.PathLike, sources: str | Sequence[str] | N
         Destination file.
     sources : str or sequence of str, optional
         The eight source factors (see :func:`design_sources`); default the paper's.
+    overwrite : bool, default False
+        Replace a file that holds another table.
 
     Returns
     -------
     Path
         The path written.
+
+    Raises
+    ------
+    FileExistsError
+        For a file of other contents, without ``overwrite``.
 
     Examples
     --------
@@ -417,16 +426,15 @@ def write_design_table(path: str | os.PathLike, sources: str | Sequence[str] | N
     >>> len(out.read_text().splitlines())
     91
     """
-    path = Path(path)
     sources = design_sources(sources)
-    header = ["id", "name", "architecture", "role", "n_sources", *sources]
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for run in _design_runs(sources):
-            writer.writerow([run.id, run.name, run.architecture, run.role, len(run.sources),
-                             *(int(s in run.sources) for s in sources)])
-    return path
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["id", "name", "architecture", "role", "n_sources", *sources])
+    for run in _design_runs(sources):
+        writer.writerow([run.id, run.name, run.architecture, run.role, len(run.sources),
+                         *(int(s in run.sources) for s in sources)])
+    write_texts({path: table.getvalue()}, overwrite=overwrite)
+    return Path(path)
 
 
 def grid_sources(runs_dir: str | os.PathLike, sources: str | Sequence[str] | None = None, *,

@@ -64,6 +64,17 @@ from .melcache import MelCache, MelTensors, gpu_crops, load_scaler
 from .targets import load_targets, targets_path
 
 
+def epoch_length(data: TrainingData, sources: Sequence[str], batch_size: int = 48) -> int:
+    """The paper's iterations per epoch, ``L = l x m``: ``l`` batches cover the training tracks of the
+    ``m`` sources once.
+
+    >>> epoch_length(data, ["self", "bpm", "tag"])   # 2,500 training tracks  # doctest: +SKIP
+    159
+    """
+    train_tracks = np.unique(np.concatenate([data.tasks[s].train for s in sources]))
+    return math.ceil(len(train_tracks) / batch_size) * len(sources)
+
+
 @dataclass
 class TrainConfig:
     """Every knob of one training run (defaults follow the paper, SPEC section 5)."""
@@ -494,8 +505,7 @@ class Trainer:
         self.scaler = data.scaler.to(self.device)
         self.augmentation = Augmentation.from_dict(config.augment)
         train_tracks = np.unique(np.concatenate([data.tasks[s].train for s in self.sources]))
-        self.iterations_per_epoch = config.iterations_per_epoch or (
-            math.ceil(len(train_tracks) / config.batch_size) * len(self.sources))
+        self.iterations_per_epoch = config.iterations_per_epoch or epoch_length(data, self.sources, config.batch_size)
         with self._turn():
             self.resident = self._place_cache(train_tracks)
             self.host_crops = None if self.resident else _HostCrops(data.cache, self.device, config.batch_size)
@@ -765,6 +775,9 @@ class Trainer:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         saved = {k: v for k, v in asdict(TrainConfig(**state["config"])).items() if k not in _RESUMABLE_CHANGES}
         current = {k: v for k, v in asdict(self.config).items() if k not in _RESUMABLE_CHANGES}
+        # The default epoch length and the same length given explicitly are the same training.
+        saved["iterations_per_epoch"] = saved["iterations_per_epoch"] or state["history"][-1]["iterations"]
+        current["iterations_per_epoch"] = self.iterations_per_epoch
         if saved != current:
             raise ValueError(f"{self.checkpoint_path} belongs to another configuration; "
                              "use another run folder or delete it.")

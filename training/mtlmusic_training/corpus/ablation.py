@@ -4,18 +4,21 @@
 each source removed in turn, and each teacher's sources alone (with ``self``);
 with an augmentation, :func:`run_ablation` adds the variant ``augmented``: all
 sources, their crops augmented (:mod:`mtlmusic_training.augment`).
-:func:`run_ablation` trains every variant for the same time budget on a built
-open corpus and scores it with :func:`~mtlmusic_training.corpus.heldout.evaluate_on_open_corpus`
-on the tasks of the ``valid`` split, so that sources are chosen without looking
-at the held-out ``test`` tracks. Every run is resumable: rerunning the ablation
-trains each variant only up to its budget, and reuses finished models and
-cached features.
+:func:`run_ablation` trains every variant for the same number of steps on a built
+open corpus (epochs of the full model's length: a variant of fewer sources gives
+each of them more steps) and scores it with
+:func:`~mtlmusic_training.corpus.heldout.evaluate_on_open_corpus` on the tasks of
+the ``valid`` split, so that sources are chosen without looking at the held-out
+``test`` tracks. A step budget, unlike a time budget, does not depend on the
+machine or on what else runs on it. Every run is resumable: rerunning the
+ablation trains each variant only up to its budget, and reuses finished models
+and cached features.
 
 Examples
 --------
 >>> sorted(ablation_variants(["self", "bpm", "tag", "mtt"]))
 ['all', 'musicnn-only', 'without-bpm', 'without-mtt', 'without-tag']
->>> rows = run_ablation("corpus", "runs/ablation", ["self", "bpm", "tag"], minutes=20)  # doctest: +SKIP
+>>> rows = run_ablation("corpus", "runs/ablation", ["self", "bpm", "tag"], epochs=7)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -53,12 +56,13 @@ def ablation_variants(sources: Sequence[str]) -> dict[str, tuple[str, ...]]:
 
 
 def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sources: Sequence[str], *,
-                 architecture: str = "MS-SR@FC", minutes: float = 20.0, lr: float = 3e-4, seed: int = 0,
+                 architecture: str = "MS-SR@FC", epochs: int = 10, iterations_per_epoch: int | None = None,
+                 lr: float = 3e-4, seed: int = 0,
                  split: str = "valid", variants: Mapping[str, Sequence[str]] | None = None,
                  only: Sequence[str] | None = None, n_repeats: int = 5, n_folds: int | None = None,
                  augment: Mapping[str, float] | None = None,
                  log: Callable[[str], None] = print) -> list[dict]:
-    """Train and score every variant of :func:`ablation_variants` (or ``variants``) for ``minutes`` each.
+    """Train every variant of :func:`ablation_variants` (or ``variants``) for the same number of steps; score them.
 
     Parameters
     ----------
@@ -68,8 +72,12 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
         One run folder and one model file (``<variant>.safetensors``) per variant.
     sources : sequence of str
     architecture : str
-    minutes : float
-        Training time of every variant (runs are cut after the epoch that passes it).
+    epochs : int
+        Epochs of every variant.
+    iterations_per_epoch : int, optional
+        Steps of an epoch, the same for every variant (default: the full model's ``L = l x m``,
+        :func:`~mtlmusic_training.trainer.epoch_length`): every variant trains
+        ``epochs x iterations_per_epoch`` steps.
     lr : float
     seed : int
     split : str
@@ -92,13 +100,13 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
     -------
     list of dict
         :func:`~mtlmusic_training.corpus.heldout.evaluate_on_open_corpus` rows, the variant's
-        name as ``representation``, plus ``rand`` and ``mfcc``.
+        name as ``representation`` and its training ``steps``, plus ``rand`` and ``mfcc``.
 
     Examples
     --------
-    >>> rows = run_ablation("corpus", "runs/ablation", ["self", "bpm", "tag"], minutes=1)  # doctest: +SKIP
+    >>> rows = run_ablation("corpus", "runs/ablation", ["self", "bpm", "tag"], epochs=1)  # doctest: +SKIP
     """
-    from ..trainer import Trainer, TrainConfig, load_training_data
+    from ..trainer import Trainer, TrainConfig, epoch_length, load_training_data
     from .heldout import evaluate_on_open_corpus
 
     corpus, runs = Path(corpus_dir), Path(runs_dir)
@@ -110,18 +118,21 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
         if unknown:
             raise ConfigError(f"Unknown ablation variants {unknown}; these sources give: {', '.join(variants)}.")
         variants = {name: variant for name, variant in variants.items() if name in only}
+    length = iterations_per_epoch or epoch_length(load_training_data(corpus, list(sources)), list(sources))
     models: dict[str, object] = {}
     for name, variant in variants.items():
-        config = TrainConfig(architecture, list(variant), epochs=10_000, lr=lr, seed=seed,
-                             augment=dict(augment or {}) if name == "augmented" else {})
+        config = TrainConfig(architecture, list(variant), epochs=epochs, iterations_per_epoch=length, lr=lr,
+                             seed=seed, augment=dict(augment or {}) if name == "augmented" else {})
         trainer = Trainer(config, load_training_data(corpus, list(variant)), runs / name, log=log)
-        spent = sum(record["seconds"] for record in trainer.history) / 60
-        if spent < minutes:
-            trainer.train(max_minutes=minutes - spent)
+        if trainer.epoch > epochs:
+            raise ConfigError(f"{runs / name} has trained {trainer.epoch} epochs, more than the {epochs} asked; "
+                              f"ask for {trainer.epoch} or delete it.")
+        trainer.train()
         models[name] = trainer.export(runs / f"{name}.safetensors", overwrite=True)
         steps = sum(record["iterations"] for record in trainer.history)
         seconds = sum(record["seconds"] for record in trainer.history)
         log(f"{name}: {trainer.epoch} epochs, {steps} steps, "
-            f"{steps * config.batch_size / max(seconds, 1e-9):.0f} samples/s")   # equal budgets need an idle machine
-    return evaluate_on_open_corpus(corpus, models | {"rand": "rand", "mfcc": "mfcc"}, cache_dir=runs / "features",
+            f"{steps * config.batch_size / max(seconds, 1e-9):.0f} samples/s")
+    rows = evaluate_on_open_corpus(corpus, models | {"rand": "rand", "mfcc": "mfcc"}, cache_dir=runs / "features",
                                    n_repeats=n_repeats, n_folds=n_folds, seed=seed, split=split)
+    return [row | {"steps": epochs * length} if row["representation"] in models else row for row in rows]

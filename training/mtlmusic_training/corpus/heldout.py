@@ -402,11 +402,12 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
 def _ablation_section(rows: list[dict]) -> list[str]:
     """The card's lines on an ablation: how its variants were trained and scored, and their table."""
     first = rows[0]
+    steps = next((f"{row['steps']:,} steps" for row in rows if "steps" in row), "the same number of steps")
     return [
         "## Ablation", "",
         "Which sources the model needs: the model with all sources, without each source in turn, each teacher's "
         "sources alone (with `self`) and, where named `augmented`, all sources with augmented crops, each trained "
-        f"for the same time by `mtlmusic-train open-corpus-ablation` and scored on the {first.get('split', 'valid')} "
+        f"for {steps} by `mtlmusic-train open-corpus-ablation` and scored on the {first.get('split', 'valid')} "
         f"tracks ({first.get('folds', 10)} folds x the repetitions; mean and 95% interval). Short runs: the table "
         "compares sources, not final scores.",
         "",
