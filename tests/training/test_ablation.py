@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from mtlmusic import load_model
 from mtlmusic.errors import ConfigError
+from mtlmusic_training.cli import app
 from mtlmusic_training.corpus._io import write_table
 from mtlmusic_training.corpus.ablation import ablation_variants, run_ablation
 from mtlmusic_training.datasets import Manifest
@@ -25,7 +28,8 @@ def test_variants_remove_each_source_and_keep_each_teacher_alone():
         ablation_variants(["self"])
 
 
-def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_split(data_dir, tmp_path):
+def _corpus(data_dir, tmp_path):
+    """The training fixture with the metadata of a soundtrack task."""
     corpus = tmp_path / "corpus"
     shutil.copytree(data_dir, corpus)
     manifest = Manifest.load(corpus / "manifest.csv")
@@ -33,6 +37,11 @@ def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_s
     write_table(pd.DataFrame({"track_id": manifest.track_ids, "corpus": "soundtrack",
                               "soundtrack": [f"game-{p % 2}" for p in pitch], "style": "", "bpm_label": np.nan}),
                 corpus / "metadata.csv")
+    return corpus
+
+
+def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_split(data_dir, tmp_path):
+    corpus = _corpus(data_dir, tmp_path)
     variants = {"all": ["self", "bpm", "tag"], "without-tag": ["self", "bpm"]}
     lines = []
     rows = run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], variants=variants, epochs=1,
@@ -65,3 +74,19 @@ def test_ablation_trains_each_variant_to_its_budget_and_scores_the_tracks_of_a_s
                      log=lines.append)
     with pytest.raises(ConfigError, match="Unknown ablation variants \\['without-year'\\]"):
         run_ablation(corpus, tmp_path / "runs", ["self", "bpm", "tag"], only=["without-year"], log=lines.append)
+
+
+def test_cli_ablation_writes_its_rows_and_keeps_other_ones(data_dir, tmp_path):
+    corpus = _corpus(data_dir, tmp_path)
+    rows = tmp_path / "ablation.json"
+    rows.write_text("[]")
+    arguments = ["open-corpus-ablation", str(corpus), str(tmp_path / "runs"), "--sources", "self,bpm,tag",
+                 "--epochs", "1", "--iterations-per-epoch", "3", "--only", "without-tag", "--repeats", "1",
+                 "-o", str(rows)]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2 and "exists with other contents" in result.output and rows.read_text() == "[]"
+    assert "| task (tracks, metric) | without-tag | rand | mfcc |" in result.output   # the scores are shown anyway
+    result = CliRunner().invoke(app, [*arguments, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(rows.read_text())
+    assert {row["steps"] for row in written if row["representation"] == "without-tag"} == {3}
