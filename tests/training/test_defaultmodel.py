@@ -81,7 +81,7 @@ def test_a_card_shows_the_ablation_rows_it_is_given(tmp_path, model_file):
                                       "--ablation", str(tmp_path / "ablation.json")])
     assert result.exit_code == 0, result.output
     card = (tmp_path / "card.md").read_text()
-    assert "| task (tracks, metric) | all | without-bpm |" in card
+    assert "| representation | style (54, accuracy) |\n|---|---|\n| all | **0.500** [0.400, 0.600] |\n| without-bpm |" in card
     # The same card again is no change; another one replaces it only when asked.
     again = [*arguments, "--card", str(tmp_path / "card.md"), "--ablation", str(tmp_path / "ablation.json")]
     assert CliRunner().invoke(app, again).exit_code == 0

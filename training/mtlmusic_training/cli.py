@@ -463,7 +463,7 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
                             iterations_per_epoch=iterations_per_epoch, lr=lr, seed=seed,
                             split=split, only=only or None, n_repeats=repeats, n_folds=folds,
                             augment=Augmentation.parse(augment).as_dict(), log=typer.echo)
-    typer.echo(score_table(rows))
+    typer.echo(score_table(rows, by_representation=True))
     with _errors_as_messages(FileExistsError):
         write_texts({output: json.dumps(rows, indent=2)} if output else {}, overwrite=overwrite)
 

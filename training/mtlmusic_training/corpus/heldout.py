@@ -181,13 +181,16 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
     return rows
 
 
-def score_table(rows: list[dict]) -> str:
-    """A Markdown table of :func:`evaluate_on_open_corpus` rows: one line per task, one column per representation.
+def score_table(rows: list[dict], by_representation: bool = False) -> str:
+    """A Markdown table of :func:`evaluate_on_open_corpus` rows: one line per task, one column per representation
+    (or, ``by_representation``, one line per representation: the long list of an ablation).
 
     Parameters
     ----------
     rows : list of dict
         Rows of :func:`evaluate_on_open_corpus`.
+    by_representation : bool, default False
+        One line per representation, one column per task.
 
     Returns
     -------
@@ -202,17 +205,31 @@ def score_table(rows: list[dict]) -> str:
     | task (tracks, metric) | default | mfcc |
     |---|---|---|
     | style (75, accuracy) | 0.500 [0.400, 0.600] | **0.600** [0.500, 0.700] |
+    >>> print(score_table(rows, by_representation=True))
+    | representation | style (75, accuracy) |
+    |---|---|
+    | default | 0.500 [0.400, 0.600] |
+    | mfcc | **0.600** [0.500, 0.700] |
     """
     names = list(dict.fromkeys(row["representation"] for row in rows))
     tasks = list(dict.fromkeys(row["task"] for row in rows))
-    lines = ["| task (tracks, metric) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for task in tasks:
-        cells = {row["representation"]: row for row in rows if row["task"] == task}
-        first = next(iter(cells.values()))
-        best = max(cells.values(), key=lambda row: row["mean"])["representation"]
-        values = [(f"**{cells[n]['mean']:.3f}**" if n == best else f"{cells[n]['mean']:.3f}")
-                  + f" [{cells[n]['low']:.3f}, {cells[n]['high']:.3f}]" for n in names]
-        lines.append(f"| {task} ({first['n_tracks']}, {first['metric']}) | " + " | ".join(values) + " |")
+    cells = {(row["task"], row["representation"]): row for row in rows}
+    best = {task: max((row for row in rows if row["task"] == task), key=lambda row: row["mean"])["representation"]
+            for task in tasks}
+    headings = {task: f"{task} ({cells[task, best[task]]['n_tracks']}, {cells[task, best[task]]['metric']})"
+                for task in tasks}
+
+    def cell(task: str, name: str) -> str:
+        row = cells[task, name]
+        mean = f"**{row['mean']:.3f}**" if name == best[task] else f"{row['mean']:.3f}"
+        return f"{mean} [{row['low']:.3f}, {row['high']:.3f}]"
+
+    if by_representation:
+        lines = ["| representation | " + " | ".join(headings.values()) + " |", "|---" * (len(tasks) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(cell(task, name) for task in tasks) + " |" for name in names]
+    else:
+        lines = ["| task (tracks, metric) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {headings[task]} | " + " | ".join(cell(task, name) for name in names) + " |" for task in tasks]
     return "\n".join(lines)
 
 
@@ -411,5 +428,5 @@ def _ablation_section(rows: list[dict]) -> list[str]:
         f"tracks ({first.get('folds', 10)} folds x the repetitions; mean and 95% interval). Short runs: the table "
         "compares sources, not final scores.",
         "",
-        score_table(rows), "",
+        score_table(rows, by_representation=True), "",
     ]
