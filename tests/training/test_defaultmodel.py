@@ -142,8 +142,11 @@ def test_model_card_describes_the_corpus_sources_teachers_and_scores(tmp_path, m
                 for r, m in (("all", 0.6), ("without-tag", 0.5), ("rand", 0.3), ("mfcc", 0.4))]
     with_ablation = model_card(config, rows, tmp_path, ablation=ablation)
     assert "## Ablation" in with_ablation and "scored on the valid tracks (3 folds" in with_ablation
-    assert "| task (tracks, metric) | all | without-tag | rand | mfcc |" in with_ablation
-    assert "| style (54, accuracy) | **0.600** [0.500, 0.700] | 0.500 [0.400, 0.600]" in with_ablation
+    assert "trained for the same number of steps" in with_ablation   # rows without their steps
+    assert ("| representation | style (54, accuracy) |\n|---|---|\n| all | **0.600** [0.500, 0.700] |\n"
+            "| without-tag | 0.500 [0.400, 0.600] |\n| rand |") in with_ablation
+    stepped = model_card(config, rows, tmp_path, ablation=[{**row, "steps": 2288} for row in ablation[:2]])
+    assert "each trained for 2,288 steps by" in stepped
     config["info"] = {**config.get("info", {}), "training": {**config.get("info", {}).get("training", {}),
                                                              "augment": {"gain_db": 6.0, "stretch": 0.05}}}
     augmented = model_card(config, rows, tmp_path)
