@@ -3,8 +3,8 @@
 Extracted "packages" of generated music stand in for the Debian downloads; everything
 after them is the real recipe: soundtrack listing, music21 renders, split, excerpts,
 descriptors and targets, timbre, every teacher in its own environment (created
-from the package index on first use), the mel cache, training, export and the
-held-out evaluation against Rand, MFCC and musicnn.
+from the package index on first use), the mel cache, training, export, the source
+ablation and the held-out evaluation against Rand, MFCC and musicnn, with the ablation in the card.
 """
 
 from __future__ import annotations
@@ -77,9 +77,12 @@ def test_the_default_recipe_runs_end_to_end(tmp_path):
                             "--export", str(runs / "m.safetensors")]))
     model = load_model(runs / "m.safetensors")
     assert set(model.config["sources"]) == set(SOURCES.split(","))
+    _ok(runner.invoke(app, ["open-corpus-ablation", str(corpus), str(runs / "ablation"), "--sources", SOURCES,
+                            "--epochs", "1", "--iterations-per-epoch", "3", "--only", "all", "--only", "musicnn-only",
+                            "--split", "test", "--repeats", "1", "--folds", "2", "-o", str(runs / "ablation.json")]))
     _ok(runner.invoke(app, ["open-corpus-eval", str(corpus), str(runs / "m.safetensors"), "--repeats", "1",
                             "--folds", "3", "--cache", str(tmp_path / "eval"), "-o", str(runs / "rows.json"),
-                            "--card", str(runs / "card.md")]))
+                            "--card", str(runs / "card.md"), "--ablation", str(runs / "ablation.json")]))
     rows = json.loads((runs / "rows.json").read_text())
     assert {row["representation"] for row in rows} == {"m", "rand", "mfcc", "musicnn-penultimate",
                                                        "musicnn-mean-pool"}
@@ -87,3 +90,4 @@ def test_the_default_recipe_runs_end_to_end(tmp_path):
     card = (runs / "card.md").read_text()
     assert "musicnn" in card and "GPL-2+" in card and "gain_db" in card and "AGPL-3.0 (code and weights" in card
     assert "--teacher tempocnn" in card
+    assert "## Ablation" in card and "each trained for 3 steps" in card and "| musicnn-only |" in card

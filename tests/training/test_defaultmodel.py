@@ -44,6 +44,8 @@ def test_held_out_tasks_use_only_the_test_split(tmp_path):
     assert sorted(set(datasets["style"].labels)) == ["bach", "palestrina"]
     assert datasets["tempo"].task == "regression" and np.isclose(datasets["tempo"].values[0], np.log2((60 + 3 * 20) / 120))
     assert held_out_datasets(tmp_path, "valid") == {}
+    with pytest.raises(ConfigError, match="valid tracks of .* give no task to score"):
+        evaluate_on_open_corpus(tmp_path, {"mfcc": "mfcc"}, split="valid")
     with pytest.raises(ConfigError, match="Unknown split 'holdout'"):
         held_out_datasets(tmp_path, "holdout")
 

@@ -582,7 +582,7 @@ def evaluate_grid_command(
                                                        min_track_likes=min_likes)]),
         "Open corpus": (open_corpus, lambda: [
             dataset if open_corpus_split == "test" else dataclasses.replace(dataset, name=f"{task}-{open_corpus_split}")
-            for task, dataset in held_out_datasets(open_corpus, open_corpus_split).items()]),
+            for task, dataset in held_out_datasets(open_corpus, open_corpus_split, required=True).items()]),
     }
     min_likes = JAM_MIN_LIKES if jam_min_likes is None else jam_min_likes
     if jam is not None and jam_audio is None:

@@ -107,9 +107,10 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
     >>> rows = run_ablation("corpus", "runs/ablation", ["self", "bpm", "tag"], epochs=1)  # doctest: +SKIP
     """
     from ..trainer import Trainer, TrainConfig, epoch_length, load_training_data
-    from .heldout import evaluate_on_open_corpus
+    from .heldout import evaluate_on_open_corpus, held_out_datasets
 
     corpus, runs = Path(corpus_dir), Path(runs_dir)
+    held_out_datasets(corpus, split, required=True)    # before any training
     variants = dict(variants or ablation_variants(sources))
     if augment:
         variants["augmented"] = tuple(sources)

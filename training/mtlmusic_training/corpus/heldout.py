@@ -56,7 +56,8 @@ TASKS = {
 MIN_CLASS_TRACKS = 3
 
 
-def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dict[str, EvalDataset]:
+def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test",
+                      required: bool = False) -> dict[str, EvalDataset]:
     """The evaluation tasks over the ``split`` tracks of a built open corpus, one item per track.
 
     Parameters
@@ -65,6 +66,9 @@ def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dic
         The corpus folder, with ``manifest.csv`` (relative paths are relative to it) and ``metadata.csv``.
     split : str
         The split whose tracks are evaluated.
+    required : bool, default False
+        Raise :class:`~mtlmusic.ConfigError` when no task has tracks in ``split``, instead of
+        returning an empty dict.
 
     Returns
     -------
@@ -105,6 +109,10 @@ def held_out_datasets(corpus_dir: str | os.PathLike, split: str = "test") -> dic
         else:
             bpm = rows[column].to_numpy(dtype=np.float64)
             datasets[task] = EvalDataset(task, kind, track_paths, ids, values=np.log2(bpm / 120.0))
+    if required and not datasets:
+        raise ConfigError(f"The {split} tracks of {corpus_dir} give no task to score: a soundtrack or style class "
+                          f"needs {MIN_CLASS_TRACKS} tracks, tempo a labelled music21 track. Score another split "
+                          f"or build a larger corpus.")
     return datasets
 
 
@@ -161,13 +169,18 @@ def evaluate_on_open_corpus(corpus_dir: str | os.PathLike, representations: Mapp
         ``mean``, ``low``, ``high`` (the 95 % interval), ``n_tracks``, ``split``, ``folds`` and
         ``standardized`` (whether the protocol standardized the features).
 
+    Raises
+    ------
+    mtlmusic.ConfigError
+        When the split has no task to score (see :func:`held_out_datasets`).
+
     Examples
     --------
     >>> rows = evaluate_on_open_corpus("corpus", {"mfcc": "mfcc"}, n_repeats=1)  # doctest: +SKIP
     >>> sorted({row["task"] for row in rows})  # doctest: +SKIP
     ['soundtrack', 'style', 'tempo']
     """
-    datasets = held_out_datasets(corpus_dir, split)
+    datasets = held_out_datasets(corpus_dir, split, required=True)
     n_folds = n_folds or DEFAULT_FOLDS[split]
     rows = []
     for task, dataset in datasets.items():
