@@ -380,8 +380,8 @@ def evaluate_grid(
         position = f"[{index}/{total}]"
         try:
             result = evaluate(source, dataset, cache_dir=cache_dir, on_error=on_error, n_repeats=n_repeats,
-                              n_folds=folds[dataset_name], seed=seed, standardize=standardize, n_jobs=n_jobs, device=device,
-                              workers=workers)
+                              n_folds=folds[dataset_name], seed=seed, standardize=standardize, n_jobs=n_jobs,
+                              device=device, workers=workers)
         except MtlmusicError as err:
             summary.failed[f"{name} on {dataset_name}"] = str(err)
             log(f"{position} {dataset_name} {name}: failed: {err}")
