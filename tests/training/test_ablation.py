@@ -14,7 +14,7 @@ from mtlmusic import load_model
 from mtlmusic.errors import ConfigError
 from mtlmusic_training.cli import app
 from mtlmusic_training.corpus._io import write_table
-from mtlmusic_training.corpus.ablation import ablation_variants, run_ablation
+from mtlmusic_training.corpus.ablation import ablation_variants, parse_variants, run_ablation
 from mtlmusic_training.datasets import Manifest
 
 
@@ -26,6 +26,20 @@ def test_variants_remove_each_source_and_keep_each_teacher_alone():
     assert "musicnn-only" not in ablation_variants(["self", "tag"])
     with pytest.raises(ConfigError):
         ablation_variants(["self"])
+
+
+def test_variants_of_your_own_get_names_of_their_own():
+    own = parse_variants(["pitch-tempo=self, pitch,tempo_cnn", "tag.alone=tag"])
+    assert own == {"pitch-tempo": ("self", "pitch", "tempo_cnn"), "tag.alone": ("tag",)}
+    assert ablation_variants(["self", "bpm", "tag"], own=own)["pitch-tempo"] == ("self", "pitch", "tempo_cnn")
+    for text in ("no-sources=", "=self,bpm", "a/b=self", "twice=self,self"):
+        with pytest.raises(ConfigError, match="variant"):
+            parse_variants([text])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_variants(["x=self", "x=bpm"])
+    for taken in ("all", "without-bpm", "augmented"):
+        with pytest.raises(ConfigError, match=f"has a variant '{taken}' already"):
+            ablation_variants(["self", "bpm", "tag"], own={taken: ["self"]})
 
 
 def _corpus(data_dir, tmp_path):
@@ -90,3 +104,12 @@ def test_cli_ablation_writes_its_rows_and_keeps_other_ones(data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     written = json.loads(rows.read_text())
     assert {row["steps"] for row in written if row["representation"] == "without-tag"} == {3}
+    assert {tuple(row["sources"]) for row in written if row["representation"] == "without-tag"} == {("self", "bpm")}
+    own = ["--variant", "tag-alone=self,tag", "--only", "tag-alone", "-o", str(tmp_path / "own.json")]
+    result = CliRunner().invoke(app, [*arguments[:-2], *own])
+    assert result.exit_code == 0, result.output
+    assert "| tag-alone |" in result.output and "| without-tag |" in result.output   # earlier variants kept
+    written = json.loads((tmp_path / "own.json").read_text())
+    assert {tuple(row["sources"]) for row in written if row["representation"] == "tag-alone"} == {("self", "tag")}
+    result = CliRunner().invoke(app, [*arguments[:-2], "--variant", "all=self,tag"])
+    assert result.exit_code == 2 and "has a variant 'all' already" in result.output

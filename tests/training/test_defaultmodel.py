@@ -148,7 +148,11 @@ def test_model_card_describes_the_corpus_sources_teachers_and_scores(tmp_path, m
     assert ("| representation | style (54, accuracy) |\n|---|---|\n| all | **0.600** [0.500, 0.700] |\n"
             "| without-tag | 0.500 [0.400, 0.600] |\n| rand |") in with_ablation
     stepped = model_card(config, rows, tmp_path, ablation=[{**row, "steps": 2288} for row in ablation[:2]])
-    assert "each trained for 2,288 steps by" in stepped
+    assert "each trained for 2,288 steps by" in stepped and "Sources of the other variants" not in stepped
+    named = [{**row, "representation": "pitch-only", "sources": ["self", "pitch"]} for row in ablation[:1]]
+    with_named = model_card(config, rows, tmp_path, ablation=ablation + named)
+    assert "| pitch-only | 0.600 [0.500, 0.700] |" in with_named
+    assert "Sources of the other variants: `pitch-only`: self, pitch." in with_named
     config["info"] = {**config.get("info", {}), "training": {**config.get("info", {}).get("training", {}),
                                                              "augment": {"gain_db": 6.0, "stretch": 0.05}}}
     augmented = model_card(config, rows, tmp_path)

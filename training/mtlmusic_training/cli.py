@@ -444,6 +444,9 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
                          seed: int = typer.Option(0),
                          augment: str = typer.Option("", help="Also train the full model with these crop "
                                                                "augmentations (variant 'augmented'). " + AUGMENT_HELP),
+                         variant: list[str] = typer.Option([], "--variant", help="Also train a variant of your "
+                                                           "own, NAME=SOURCE,SOURCE,... (repeatable), e.g. "
+                                                           "--variant pitch-tempo=self,pitch,notes,tempo_cnn."),
                          only: list[str] = typer.Option([], "--only", help="Run only this variant (repeatable), "
                                                         "e.g. --only all --only without-bpm --only augmented."),
                          output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
@@ -454,14 +457,15 @@ def open_corpus_ablation(corpus: Path = typer.Argument(..., help="A built open c
     from mtlmusic.files import write_texts
 
     from .augment import Augmentation
-    from .corpus.ablation import run_ablation
+    from .corpus.ablation import ablation_variants, parse_variants, run_ablation
     from .corpus.heldout import score_table
 
     source_list = [s.strip() for s in sources.split(",") if s.strip()]
     with _errors_as_messages():
+        variants = ablation_variants(source_list, own=parse_variants(variant))
         rows = run_ablation(corpus, runs, source_list, architecture=arch, epochs=epochs,
-                            iterations_per_epoch=iterations_per_epoch, lr=lr, seed=seed,
-                            split=split, only=only or None, n_repeats=repeats, n_folds=folds,
+                            iterations_per_epoch=iterations_per_epoch, lr=lr, seed=seed, split=split,
+                            variants=variants, only=only or None, n_repeats=repeats, n_folds=folds,
                             augment=Augmentation.parse(augment).as_dict(), log=typer.echo)
     typer.echo(score_table(rows, by_representation=True))
     with _errors_as_messages(FileExistsError):

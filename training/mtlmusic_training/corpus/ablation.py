@@ -1,8 +1,8 @@
 """Ablation of the learning sources: one short training run per variant, scored on the validation tracks.
 
 :func:`ablation_variants` lists the variants of a set of sources: all of them,
-each source removed in turn, and each teacher's sources alone (with ``self``);
-with an augmentation, :func:`run_ablation` adds the variant ``augmented``: all
+each source removed in turn, each teacher's sources alone (with ``self``) and any
+of your own (``--variant NAME=SOURCES``, :func:`parse_variants`); with an augmentation, :func:`run_ablation` adds the variant ``augmented``: all
 sources, their crops augmented (:mod:`mtlmusic_training.augment`).
 :func:`run_ablation` trains every variant for the same number of steps on a built
 open corpus (epochs of the full model's length: a variant of fewer sources gives
@@ -18,21 +18,26 @@ Examples
 --------
 >>> sorted(ablation_variants(["self", "bpm", "tag", "mtt"]))
 ['all', 'musicnn-only', 'without-bpm', 'without-mtt', 'without-tag']
+>>> ablation_variants(["self", "bpm", "tag"], own={"tag-alone": ["tag"]})["tag-alone"]
+('tag',)
 >>> rows = run_ablation("corpus", "runs/ablation", ["self", "bpm", "tag"], epochs=7)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mtlmusic.errors import ConfigError
 
 
-def ablation_variants(sources: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """The variants of an ablation: ``all``, ``without-<source>`` for every source but ``self``, and
-    ``<teacher>-only`` (``self`` and that teacher's sources) for every teacher the sources use.
+def ablation_variants(sources: Sequence[str], own: Mapping[str, Sequence[str]] | None = None
+                      ) -> dict[str, tuple[str, ...]]:
+    """The variants of an ablation: ``all``, ``without-<source>`` for every source but ``self``,
+    ``<teacher>-only`` (``self`` and that teacher's sources) for every teacher the sources use, and
+    the variants of your ``own`` (name -> sources, :func:`parse_variants`) under names of their own.
 
     Examples
     --------
@@ -52,6 +57,31 @@ def ablation_variants(sources: Sequence[str]) -> dict[str, tuple[str, ...]]:
         alone = tuple(s for s in sources if s == "self" or TEACHER_SOURCES.get(s, ("",))[0] == teacher)
         if alone != sources:
             variants[f"{teacher}-only"] = alone
+    for name, variant in (own or {}).items():
+        if name in variants or name == "augmented":
+            raise ConfigError(f"The ablation has a variant {name!r} already: give yours another name.")
+        variants[name] = tuple(variant)
+    return variants
+
+
+def parse_variants(texts: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Variants of your own, each ``NAME=SOURCE,SOURCE,...``, as name -> sources.
+
+    Examples
+    --------
+    >>> parse_variants(["tempo=self,bpm,tempo_cnn"])
+    {'tempo': ('self', 'bpm', 'tempo_cnn')}
+    """
+    variants: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        name, _, listed = text.partition("=")
+        name, sources = name.strip(), tuple(s.strip() for s in listed.split(",") if s.strip())
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or not sources:
+            raise ConfigError(f"A variant is NAME=SOURCE,SOURCE,... with a name of letters, digits, '-', '_' or "
+                              f"'.', got {text!r}.")
+        if len(set(sources)) != len(sources) or name in variants:
+            raise ConfigError(f"The variant {name!r} is given twice or lists a source twice: {text!r}.")
+        variants[name] = sources
     return variants
 
 
@@ -100,7 +130,7 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
     -------
     list of dict
         :func:`~mtlmusic_training.corpus.heldout.evaluate_on_open_corpus` rows, the variant's
-        name as ``representation`` and its training ``steps``, plus ``rand`` and ``mfcc``.
+        name as ``representation``, its training ``steps`` and its ``sources``, plus ``rand`` and ``mfcc``.
 
     Examples
     --------
@@ -136,4 +166,5 @@ def run_ablation(corpus_dir: str | os.PathLike, runs_dir: str | os.PathLike, sou
             f"{steps * config.batch_size / max(seconds, 1e-9):.0f} samples/s")
     rows = evaluate_on_open_corpus(corpus, models | {"rand": "rand", "mfcc": "mfcc"}, cache_dir=runs / "features",
                                    n_repeats=n_repeats, n_folds=n_folds, seed=seed, split=split)
-    return [row | {"steps": epochs * length} if row["representation"] in models else row for row in rows]
+    return [row | {"steps": epochs * length, "sources": list(variants[row["representation"]])}
+            if row["representation"] in models else row for row in rows]

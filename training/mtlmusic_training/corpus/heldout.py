@@ -430,9 +430,12 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
 
 
 def _ablation_section(rows: list[dict]) -> list[str]:
-    """The card's lines on an ablation: how its variants were trained and scored, and their table."""
+    """The card's lines on an ablation: how its variants were trained and scored, their table, and the
+    sources of the variants whose names do not say them (``<teacher>-only`` and your own)."""
     first = rows[0]
     steps = next((f"{row['steps']:,} steps" for row in rows if "steps" in row), "the same number of steps")
+    named = {row["representation"]: row["sources"] for row in rows if "sources" in row
+             and row["representation"] not in ("all", "augmented") and not row["representation"].startswith("without-")}
     return [
         "## Ablation", "",
         "Which sources the model needs: the model with all sources, without each source in turn, each teacher's "
@@ -442,4 +445,6 @@ def _ablation_section(rows: list[dict]) -> list[str]:
         "compares sources, not final scores.",
         "",
         score_table(rows, by_representation=True), "",
+        *(["Sources of the other variants: " + "; ".join(f"`{name}`: {', '.join(sources)}"
+                                                       for name, sources in named.items()) + ".", ""] if named else []),
     ]
