@@ -2,8 +2,9 @@
 
 :func:`ablation_variants` lists the variants of a set of sources: all of them,
 each source removed in turn, each teacher's sources alone (with ``self``) and any
-of your own (``--variant NAME=SOURCES``, :func:`parse_variants`); with an augmentation, :func:`run_ablation` adds the variant ``augmented``: all
-sources, their crops augmented (:mod:`mtlmusic_training.augment`).
+of your own (``--variant NAME=SOURCES``, :func:`parse_variants`); with an
+augmentation, :func:`run_ablation` adds the variant ``augmented``: all sources,
+their crops augmented (:mod:`mtlmusic_training.augment`).
 :func:`run_ablation` trains every variant for the same number of steps on a built
 open corpus (epochs of the full model's length: a variant of fewer sources gives
 each of them more steps) and scores it with
