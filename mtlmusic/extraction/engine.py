@@ -97,22 +97,27 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], pattern: str | None = 
 
 @cache
 def keep_freed_memory() -> None:
-    """Make glibc's malloc keep freed blocks of up to 32 MB for reuse (Linux; a no-op elsewhere).
+    """Make glibc's malloc serve blocks of every size from its heap and keep them when freed (Linux; a no-op
+    elsewhere).
 
-    The front end and the network allocate and free blocks of megabytes for
-    every file and forward pass. By default glibc hands such blocks back to the
-    system and faults them in again at the next use, which costs up to a third
-    of the network's time on the CPU. This sets ``M_MMAP_THRESHOLD`` (32 MB) and
-    ``M_TRIM_THRESHOLD`` (256 MB) for the whole process, once.
+    The front end and the network allocate and free blocks of megabytes for every
+    file and forward pass, and a training step blocks of hundreds of megabytes. By
+    default glibc maps every block above 32 MB afresh, hands freed memory back to
+    the system and faults it in again at the next use: the kernel's time that
+    costs is a tenth of the network's when extracting and more than half of it
+    when training (``benchmarks/cpu_memory.py`` measures both). This sets
+    ``M_MMAP_MAX`` (0: no block of its own mapping) and ``M_TRIM_THRESHOLD``
+    (never hand the heap back) for the whole process, once: the process keeps
+    the memory of its largest batch.
 
     It changes the allocator of the whole process, so only processes that
-    extraction owns call it: the decoding workers and ``mtlmusic-extract``;
-    never :func:`extract_files` in a library caller's process.
+    mtlmusic owns call it: ``mtlmusic-train``, ``mtlmusic-extract`` and the
+    decoding workers; never :func:`extract_files` in a library caller's process.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: the largest it takes
+        libc.mallopt(-4, 0)          # M_MMAP_MAX
     except (OSError, AttributeError):
         pass
 

@@ -199,3 +199,14 @@ def test_a_grid_over_other_sources_records_them_and_refuses_others(data_dir, tmp
         options = grid_command.make_context("grid", command[command.index("grid") + 1:]).params
         assert options["sources"] == ",".join(OTHER)
     assert len(grid_processes) == 2
+
+
+def test_every_training_command_keeps_freed_memory(tmp_path, monkeypatch):
+    """``mtlmusic-train``'s process is its own: malloc keeps what a training step frees."""
+    import mtlmusic.extraction.engine as engine
+
+    calls: list = []
+    monkeypatch.setattr(engine, "keep_freed_memory", lambda: calls.append("keep_freed_memory"))
+    result = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert calls == ["keep_freed_memory"]

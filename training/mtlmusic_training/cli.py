@@ -35,6 +35,15 @@ app = typer.Typer(help="Reproduce the study: mel cache, targets, design, trainin
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, whatever the terminal width
 
 
+@app.callback()
+def _own_process() -> None:
+    """Every command's process is mtlmusic's own: malloc keeps what a batch frees (training on a CPU runs far
+    faster; see :func:`mtlmusic.extraction.engine.keep_freed_memory`)."""
+    from mtlmusic.extraction.engine import keep_freed_memory
+
+    keep_freed_memory()
+
+
 @contextlib.contextmanager
 def _errors_as_messages(*errors: type[Exception], prefix: str = "error: ") -> Iterator[None]:
     """End the command with one line and exit code 2, not a traceback, on an MtlmusicError or one of ``errors``."""
