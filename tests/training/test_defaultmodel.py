@@ -93,6 +93,8 @@ def test_a_card_shows_the_ablation_rows_it_is_given(tmp_path, model_file):
     assert (tmp_path / "card.md").read_text() == card
     result = CliRunner().invoke(app, [*again, "--overwrite"])
     assert result.exit_code == 0 and "0.550" in (tmp_path / "card.md").read_text()
+    result = CliRunner().invoke(app, [*again, "--ablation", str(tmp_path / "ablation.json"), "--overwrite"])
+    assert result.exit_code == 0 and (tmp_path / "card.md").read_text().count("| without-bpm |") == 2  # a table each
 
 
 def test_scores_and_table(tmp_path, model_file):
@@ -142,17 +144,29 @@ def test_model_card_describes_the_corpus_sources_teachers_and_scores(tmp_path, m
     ablation = [{"task": "style", "representation": r, "metric": "accuracy", "mean": m, "low": m - 0.1,
                  "high": m + 0.1, "n_tracks": 54, "split": "valid", "folds": 3}
                 for r, m in (("all", 0.6), ("without-tag", 0.5), ("rand", 0.3), ("mfcc", 0.4))]
-    with_ablation = model_card(config, rows, tmp_path, ablation=ablation)
+    with_ablation = model_card(config, rows, tmp_path, ablations=[ablation])
     assert "## Ablation" in with_ablation and "scored on the valid tracks (3 folds" in with_ablation
-    assert "trained for the same number of steps" in with_ablation   # rows without their steps
+    assert "### The same number of steps" in with_ablation   # rows without their steps
     assert ("| representation | style (54, accuracy) |\n|---|---|\n| all | **0.600** [0.500, 0.700] |\n"
             "| without-tag | 0.500 [0.400, 0.600] |\n| rand |") in with_ablation
-    stepped = model_card(config, rows, tmp_path, ablation=[{**row, "steps": 2288} for row in ablation[:2]])
-    assert "each trained for 2,288 steps by" in stepped and "Sources of the other variants" not in stepped
+    stepped = model_card(config, rows, tmp_path, ablations=[[{**row, "steps": 2288} for row in ablation[:2]]])
+    assert "### 2,288 steps" in stepped and "Sources of the other variants" not in stepped
     named = [{**row, "representation": "pitch-only", "sources": ["self", "pitch"]} for row in ablation[:1]]
-    with_named = model_card(config, rows, tmp_path, ablation=ablation + named)
+    with_named = model_card(config, rows, tmp_path, ablations=[ablation + named])
     assert "| pitch-only | 0.600 [0.500, 0.700] |" in with_named
     assert "Sources of the other variants: `pitch-only`: self, pitch." in with_named
+    assert "This model has the sources" not in with_named
+    # Short runs of every variant, then the model's own variant at its own budget: a table each.
+    config["info"] = {**config.get("info", {}), "epochs_trained": 40, "final": {"iterations": 572},
+                      "training": {**config.get("info", {}).get("training", {}), "epochs": 40,
+                                   "iterations_per_epoch": 572}}
+    own = [{**row, "representation": "teachers", "sources": config["sources"], "steps": 22880} for row in ablation[:1]]
+    two = model_card(config, rows, tmp_path, ablations=[[{**row, "steps": 2288} for row in ablation], own])
+    assert two.index("### 2,288 steps") < two.index("### 22,880 steps")
+    assert "Short runs (the model trained 22,880 steps)" in two and two.count("Short runs") == 1
+    assert "This model has the sources of the variant `teachers`." in two
+    assert "--epochs 40 --iterations-per-epoch 572 --lr" in two
+    assert "40 epochs of 572 iterations (22,880 steps)" in two
     config["info"] = {**config.get("info", {}), "training": {**config.get("info", {}).get("training", {}),
                                                              "augment": {"gain_db": 6.0, "stretch": 0.05}}}
     augmented = model_card(config, rows, tmp_path)

@@ -397,8 +397,8 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                      cache: Optional[Path] = typer.Option(None, help="Feature cache folder."),
                      output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON."),
                      card: Optional[Path] = typer.Option(None, help="Write the first model's card (Markdown) here."),
-                     ablation: Optional[Path] = typer.Option(None, help="Rows of `open-corpus-ablation -o` (JSON) "
-                                                                        "to show in the card."),
+                     ablation: list[Path] = typer.Option([], help="Rows of `open-corpus-ablation -o` (JSON) to "
+                                                                  "show in the card, a table each (repeatable)."),
                      repeats: int = typer.Option(5),
                      folds: Optional[int] = typer.Option(None, min=2, help=FOLDS_HELP),
                      split: str = typer.Option("test", help="Tracks scored: test (the held-out part, to report) or "
@@ -423,7 +423,7 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
                               f"{split} tracks.")
         if ablation and not card:
             raise ConfigError("--ablation adds the ablation table to a card: give --card too.")
-        ablation_rows = _read_ablation(ablation) if ablation else None
+        ablations = [_read_ablation(path) for path in ablation]
         rows = evaluate_on_open_corpus(corpus, representations, cache_dir=cache, n_repeats=repeats, n_folds=folds,
                                        workers=workers, split=split)
     typer.echo(score_table(rows))
@@ -431,7 +431,7 @@ def open_corpus_eval(corpus: Path = typer.Argument(..., help="A built open corpu
     if card:
         from mtlmusic import load_model
 
-        outputs[card] = model_card(load_model(models[0]).config, rows, corpus, ablation=ablation_rows)
+        outputs[card] = model_card(load_model(models[0]).config, rows, corpus, ablations=ablations)
     with _errors_as_messages(FileExistsError):
         write_texts(outputs, overwrite=overwrite)
 

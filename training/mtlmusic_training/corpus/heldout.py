@@ -35,7 +35,7 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -300,7 +300,7 @@ def corpus_tables(corpus_dir: str | os.PathLike) -> str:
 
 
 def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
-               ablation: list[dict] | None = None) -> str:
+               ablations: Sequence[Sequence[dict]] = ()) -> str:
     """The model card (Markdown with the hub's metadata header) of a model trained on the open corpus.
 
     Parameters
@@ -311,9 +311,10 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
         :func:`evaluate_on_open_corpus` rows for the model and the baselines.
     corpus_dir : str or path-like
         The corpus it was trained on (:func:`corpus_tables` describes it).
-    ablation : list of dict, optional
+    ablations : sequence of lists of dict, optional
         :func:`~mtlmusic_training.corpus.ablation.run_ablation` rows (``open-corpus-ablation -o``),
-        shown as the card's ablation table.
+        one table each in the card's ablation section (e.g. short runs of every variant, then the
+        best ones at the model's own budget).
 
     Returns
     -------
@@ -334,6 +335,8 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
     final = info.get("final") or {}
     sources = list(config["sources"])
     minutes = info.get("train_seconds", 0.0) / 60
+    length = training.get("iterations_per_epoch")
+    steps = info.get("epochs_trained", 0) * final.get("iterations", 0)
     teachers = sorted({TEACHER_SOURCES[s][0] for s in sources if s in TEACHER_SOURCES})
     augment = training.get("augment") or {}
     augment_option = f"--augment {','.join(f'{k}={v:g}' for k, v in augment.items())} " if augment else ""
@@ -390,13 +393,15 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
           if teachers else []),
         "mtlmusic-train cache corpus/manifest.csv corpus --workers 2",
         f"mtlmusic-train run corpus runs/{name} --arch {config['architecture']} "
-        f"--sources {','.join(sources)} --epochs {training.get('epochs')} --lr {training.get('lr')} "
-        f"{augment_option}--max-minutes MINUTES",
+        f"--sources {','.join(sources)} --epochs {training.get('epochs')} "
+        + (f"--iterations-per-epoch {length} " if length else "")
+        + f"--lr {training.get('lr')} {augment_option}--max-minutes MINUTES",
         f"mtlmusic-train export runs/{name} corpus -o {name}.safetensors --name {name}",
         f"mtlmusic-train open-corpus-eval corpus {name}.safetensors --cache eval-cache",
         "```", "",
         f"Batch {training.get('batch_size')}, Adam (lr {training.get('lr')}, L2 {training.get('weight_decay')}), "
-        f"{info.get('epochs_trained')} epochs of L = l x m iterations, seed {training.get('seed')}, "
+        f"{info.get('epochs_trained')} epochs of {f'{length} iterations' if length else 'L = l x m iterations'}"
+        + (f" ({steps:,} steps)" if steps else "") + f", seed {training.get('seed')}, "
         f"device: {info.get('device')}" + (f", {minutes:.0f} minutes of training." if minutes else ".")
         + (" Training crops augmented (`docs/open-corpus.md`, section 4): "
            + ", ".join(f"{k} {v:g}" for k, v in augment.items()) + "." if augment else ""),
@@ -415,7 +420,7 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
         score_table(rows), "",
         "Reproduce this table with the last command of the recipe.",
         "",
-        *(_ablation_section(ablation) if ablation else []),
+        *(_ablation_section(ablations, sources, steps) if ablations else []),
         "## What it is not good for", "",
         "* Vocals, lyrics and most popular genres: the training music is game soundtracks, chiptune modules and "
         "rendered scores; none of it is commercial popular music.",
@@ -429,22 +434,33 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
     return "\n".join(lines) + "\n"
 
 
-def _ablation_section(rows: list[dict]) -> list[str]:
-    """The card's lines on an ablation: how its variants were trained and scored, their table, and the
-    sources of the variants whose names do not say them (``<teacher>-only`` and your own)."""
-    first = rows[0]
-    steps = next((f"{row['steps']:,} steps" for row in rows if "steps" in row), "the same number of steps")
-    named = {row["representation"]: row["sources"] for row in rows if "sources" in row
-             and row["representation"] not in ("all", "augmented") and not row["representation"].startswith("without-")}
-    return [
+def _ablation_section(tables: Sequence[Sequence[dict]], sources: Sequence[str], model_steps: int) -> list[str]:
+    """The card's lines on the ablations: how their variants were trained and scored, which variant the model
+    is, one table per ablation with its steps, and the sources of the variants whose names do not say them
+    (``<teacher>-only`` and your own)."""
+    first = tables[0][0]
+    rows = [row for table in tables for row in table]
+    chosen = sorted({row["representation"] for row in rows if list(row.get("sources", ())) == list(sources)})
+    lines = [
         "## Ablation", "",
         "Which sources the model needs: the model with all sources, without each source in turn, each teacher's "
-        "sources alone (with `self`) and, where named `augmented`, all sources with augmented crops, each trained "
-        f"for {steps} by `mtlmusic-train open-corpus-ablation` and scored on the {first.get('split', 'valid')} "
-        f"tracks ({first.get('folds', 10)} folds x the repetitions; mean and 95% interval). Short runs: the table "
-        "compares sources, not final scores.",
+        "sources alone (with `self`) and, where named `augmented`, all sources with augmented crops; every "
+        "variant of a table trained for the same steps by `mtlmusic-train open-corpus-ablation` and scored on the "
+        f"{first.get('split', 'valid')} tracks ({first.get('folds', 10)} folds x the repetitions; mean and 95% "
+        "interval)."
+        + (f" This model has the sources of the variant `{chosen[0]}`." if chosen else ""),
         "",
-        score_table(rows, by_representation=True), "",
-        *(["Sources of the other variants: " + "; ".join(f"`{name}`: {', '.join(sources)}"
-                                                       for name, sources in named.items()) + ".", ""] if named else []),
     ]
+    for table in tables:
+        steps = next((row["steps"] for row in table if "steps" in row), None)
+        lines += [f"### {steps:,} steps" if steps else "### The same number of steps", ""]
+        if steps and model_steps and steps < model_steps:
+            lines += [f"Short runs (the model trained {model_steps:,} steps): the table compares sources, not "
+                      "final scores.", ""]
+        lines += [score_table(list(table), by_representation=True), ""]
+    named = {row["representation"]: row["sources"] for row in rows if "sources" in row
+             and row["representation"] not in ("all", "augmented") and not row["representation"].startswith("without-")}
+    if named:
+        lines += ["Sources of the other variants: " + "; ".join(f"`{name}`: {', '.join(sources)}"
+                                                               for name, sources in named.items()) + ".", ""]
+    return lines
