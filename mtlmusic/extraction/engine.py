@@ -103,9 +103,10 @@ def keep_freed_memory() -> None:
     The front end and the network allocate and free blocks of megabytes for every
     file and forward pass, and a training step blocks of hundreds of megabytes. By
     default glibc maps every block above 32 MB afresh, hands freed memory back to
-    the system and faults it in again at the next use: the kernel's time that
-    costs is a tenth of the network's when extracting and more than half of it
-    when training (``benchmarks/cpu_memory.py`` measures both). This sets
+    the system and faults it in again at the next use: on two idle cores that costs
+    a tenth to a quarter of the time of a training step or of an extraction, and
+    far more when other processes share the cores (``benchmarks/cpu_memory.py``
+    measures both). This sets
     ``M_MMAP_MAX`` (0: no block of its own mapping) and ``M_TRIM_THRESHOLD``
     (never hand the heap back) for the whole process, once: the process keeps
     the memory of its largest batch.
