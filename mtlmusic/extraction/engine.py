@@ -106,10 +106,9 @@ def keep_freed_memory() -> None:
     the system and faults it in again at the next use: on two idle cores that costs
     a tenth to a quarter of the time of a training step or of an extraction, and
     far more when other processes share the cores (``benchmarks/cpu_memory.py``
-    measures both). This sets
-    ``M_MMAP_MAX`` (0: no block of its own mapping) and ``M_TRIM_THRESHOLD``
-    (never hand the heap back) for the whole process, once: the process keeps
-    the memory of its largest batch.
+    measures both). This sets ``M_MMAP_MAX`` (0: no block of its own mapping)
+    and ``M_TRIM_THRESHOLD`` (never hand the heap back) for the whole process,
+    once: the process keeps the memory of its largest batch.
 
     It changes the allocator of the whole process, so only processes that
     mtlmusic owns call it: ``mtlmusic-train``, ``mtlmusic-extract`` and the

@@ -461,6 +461,6 @@ def _ablation_section(tables: Sequence[Sequence[dict]], sources: Sequence[str], 
     named = {row["representation"]: row["sources"] for row in rows if "sources" in row
              and row["representation"] not in ("all", "augmented") and not row["representation"].startswith("without-")}
     if named:
-        lines += ["Sources of the other variants: " + "; ".join(f"`{name}`: {', '.join(sources)}"
-                                                               for name, sources in named.items()) + ".", ""]
+        lines += ["Sources of the other variants: " + "; ".join(f"`{name}`: {', '.join(variant_sources)}"
+                                                               for name, variant_sources in named.items()) + ".", ""]
     return lines
