@@ -393,9 +393,9 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
           if teachers else []),
         "mtlmusic-train cache corpus/manifest.csv corpus --workers 2",
         f"mtlmusic-train run corpus runs/{name} --arch {config['architecture']} "
-        f"--sources {','.join(sources)} --epochs {training.get('epochs')} "
+        f"--sources {','.join(sources)} --epochs {info.get('epochs_trained')} "
         + (f"--iterations-per-epoch {length} " if length else "")
-        + f"--lr {training.get('lr')} {augment_option}--max-minutes MINUTES",
+        + f"--lr {training.get('lr')}" + (f" {augment_option.strip()}" if augment_option else ""),
         f"mtlmusic-train export runs/{name} corpus -o {name}.safetensors --name {name}",
         f"mtlmusic-train open-corpus-eval corpus {name}.safetensors --cache eval-cache",
         "```", "",
