@@ -440,7 +440,7 @@ def _ablation_section(tables: Sequence[Sequence[dict]], sources: Sequence[str], 
     (``<teacher>-only`` and your own)."""
     first = tables[0][0]
     rows = [row for table in tables for row in table]
-    chosen = sorted({row["representation"] for row in rows if list(row.get("sources", ())) == list(sources)})
+    chosen = sorted({row["representation"] for row in rows if set(row.get("sources", ())) == set(sources)})
     lines = [
         "## Ablation", "",
         "Which sources the model needs: the model with all sources, without each source in turn, each teacher's "
