@@ -339,7 +339,7 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
     steps = info.get("epochs_trained", 0) * final.get("iterations", 0)
     teachers = sorted({TEACHER_SOURCES[s][0] for s in sources if s in TEACHER_SOURCES})
     augment = training.get("augment") or {}
-    augment_option = f"--augment {','.join(f'{k}={v:g}' for k, v in augment.items())} " if augment else ""
+    augment_option = f" --augment {','.join(f'{k}={v:g}' for k, v in augment.items())}" if augment else ""
     names = list(dict.fromkeys(row["representation"] for row in rows))
     name = config.get("name") or "default"
     header = "\n".join([
@@ -395,7 +395,7 @@ def model_card(config: Mapping, rows: list[dict], corpus_dir: str | os.PathLike,
         f"mtlmusic-train run corpus runs/{name} --arch {config['architecture']} "
         f"--sources {','.join(sources)} --epochs {info.get('epochs_trained')} "
         + (f"--iterations-per-epoch {length} " if length else "")
-        + f"--lr {training.get('lr')}" + (f" {augment_option.strip()}" if augment_option else ""),
+        + f"--lr {training.get('lr')}{augment_option}",
         f"mtlmusic-train export runs/{name} corpus -o {name}.safetensors --name {name}",
         f"mtlmusic-train open-corpus-eval corpus {name}.safetensors --cache eval-cache",
         "```", "",
